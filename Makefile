@@ -1,0 +1,42 @@
+# edgeswap: build, test, run and benchmark. `make help` lists the targets.
+SWIFT        ?= swift
+BUILD_FLAGS  ?=
+RELEASE_DIR  := .build/release
+DEBUG_DIR    := .build/debug
+FIXTURES_DIR := Fixtures/generated
+STORE_DIR    := Fixtures/store
+
+.PHONY: help build release deps test test-unit fixtures bench run clean
+
+help:
+	@echo "make build     debug build of every target"
+	@echo "make test      install what the tests need, then run every test (loopback-only namespace)"
+	@echo "make fixtures  generate the deterministic fixture CARs into $(FIXTURES_DIR)"
+	@echo "make run       build, ingest the fixtures into $(STORE_DIR) and serve them on loopback"
+	@echo "make bench     release build, then the benchmarks (figures on stdout)"
+
+build:
+	$(SWIFT) build $(BUILD_FLAGS)
+
+release:
+	$(SWIFT) build -c release $(BUILD_FLAGS)
+
+# Debian packages and the Python venv that tests use (idempotent; see .ci/deps).
+deps:
+	bash .ci/deps
+
+fixtures: build
+	$(DEBUG_DIR)/edgeswap fixtures --output $(FIXTURES_DIR)
+
+# Every test runs inside a private network namespace with only loopback up: interop tests start kubo and
+# py-libp2p, which dial out on their own, and nothing here may reach past 127.0.0.0/8.
+test: deps
+	$(SWIFT) build --build-tests $(BUILD_FLAGS)
+	bash .ci/in-netns $(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+bench: release
+	$(RELEASE_DIR)/edgeswap-bench
+
+clean:
+	$(SWIFT) package clean
+	rm -rf $(FIXTURES_DIR) $(STORE_DIR)

@@ -1,0 +1,91 @@
+// swift-tools-version: 6.1
+// edgeswap: a stateless edge Bitswap server. Module map and data flow: ARCHITECTURE.md.
+import PackageDescription
+
+/// Every target compiles in Swift 6 language mode with strict concurrency; these upcoming
+/// features keep imports explicit and existentials visible.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "edgeswap",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "edgeswap", targets: ["edgeswap"]),
+        .executable(name: "edgeswap-bench", targets: ["EdgeswapBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .target(
+            name: "Multiformats",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "CAR",
+            dependencies: ["Multiformats"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "ObjectStorage",
+            dependencies: [],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "Libp2p",
+            dependencies: [
+                "Multiformats",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "EdgeswapServer",
+            dependencies: [
+                "Multiformats", "CAR", "ObjectStorage", "Libp2p",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "edgeswap",
+            dependencies: [
+                "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "EdgeswapBench",
+            dependencies: ["Multiformats", "CAR", "Libp2p", "EdgeswapServer"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(name: "MultiformatsTests", dependencies: ["Multiformats"],
+                    swiftSettings: strictSettings),
+        .testTarget(name: "CARTests", dependencies: ["CAR", "Multiformats"], swiftSettings: strictSettings),
+        .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strictSettings),
+        .testTarget(name: "Libp2pTests", dependencies: [
+            "Libp2p", "Multiformats",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: strictSettings),
+        .testTarget(name: "EdgeswapCLITests", dependencies: ["EdgeswapServer", "CAR", "Multiformats"],
+                    swiftSettings: strictSettings),
+    ],
+    swiftLanguageModes: [.v6]
+)
