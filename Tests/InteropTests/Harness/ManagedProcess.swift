@@ -15,41 +15,91 @@ final class ManagedProcess {
     let name: String
     let stdoutURL: URL
     let stderrURL: URL
-    private let process = Process()
-    private let stdinPipe = Pipe()
+    /// The child's process ID.
+    let pid: pid_t
+    /// Write end of the child's stdin; closed when the process is stopped.
+    private var stdinWriter: Int32
+    /// Set once the child has been reaped (exit code, or 128 + signal number).
+    private var exitStatus: Int32?
     private var stopped = false
 
-    /// Starts `executable arguments...` with `environment` added to this process's environment.
+    /// Starts `executable arguments...` with `environment` added to this process's environment and
+    /// `directory` as working directory.
+    ///
+    /// Spawned with posix_spawn rather than Foundation's `Process` because the child must start with an
+    /// empty signal mask and default dispositions: threads of the test runner block SIGTERM (libdispatch
+    /// signal sources use signalfd), and `Process` passes that mask on, so SIGTERM would never arrive.
     init(name: String, executable: URL, arguments: [String], environment: [String: String] = [:],
          directory: TestDirectory) throws {
         self.name = name
         stdoutURL = directory.path("\(name).stdout")
         stderrURL = directory.path("\(name).stderr")
-        for url in [stdoutURL, stderrURL] {
-            guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
-                throw InteropHarnessError("cannot create \(url.path)")
-            }
+
+        var pipeFDs: [Int32] = [-1, -1]
+        guard pipe(&pipeFDs) == 0 else { throw InteropHarnessError("pipe failed: errno \(errno)") }
+        // Not inherited by other children (the child gets its end as fd 0 through dup2 below).
+        _ = fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(pipeFDs[1], F_SETFD, FD_CLOEXEC)
+        defer { close(pipeFDs[0]) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[0], 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGCHLD] {
+            sigaddset(&defaults, signal)
         }
-        process.executableURL = executable
-        process.arguments = arguments
-        process.currentDirectoryURL = directory.url
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardInput = stdinPipe
-        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
-        process.standardError = try FileHandle(forWritingTo: stderrURL)
-        do {
-            try process.run()
-        } catch {
-            throw InteropHarnessError("cannot start \(name) (\(executable.path)): \(error)")
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let fullEnvironment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        // posix_spawn_file_actions_addchdir_np is not visible from Swift here: `sh` changes directory.
+        let command = ["/bin/sh", "-c", #"cd "$0" && exec "$@""#, directory.url.path, executable.path] + arguments
+        let argv = command.map { strdup($0) } + [nil]
+        let envp = fullEnvironment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
         }
+        var child: pid_t = 0
+        let result = posix_spawn(&child, "/bin/sh", &actions, &attributes, argv, envp)
+        guard result == 0 else {
+            close(pipeFDs[1])
+            throw InteropHarnessError("cannot start \(name) (\(executable.path)): \(String(cString: strerror(result)))")
+        }
+        pid = child
+        stdinWriter = pipeFDs[1]
     }
 
     deinit {
         terminate()
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
+    /// False once the process has exited.
+    var isRunning: Bool { !reap() }
+
+    /// Collects the exit status if the child has exited (never blocks). True once it has.
+    private func reap() -> Bool {
+        if exitStatus != nil { return true }
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        guard result == pid else { return result == -1 && errno == ECHILD }
+        // <sys/wait.h>: low 7 bits = terminating signal (0 = normal exit), bits 8-15 = exit code.
+        let signal = status & 0x7F
+        exitStatus = signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+        return true
+    }
 
     /// Everything the process wrote to stdout so far.
     func stdout() -> String {
@@ -79,11 +129,11 @@ final class ManagedProcess {
             if matching.count >= count {
                 return Array(matching.prefix(count))
             }
-            if !process.isRunning {
+            if reap() {
                 // The last output may have landed between the check above and the exit.
                 let final = stdoutLines().filter(predicate)
                 if final.count >= count { return Array(final.prefix(count)) }
-                throw failure("exited with status \(process.terminationStatus) before printing the expected line")
+                throw failure("exited with status \(exitStatus ?? -1) before printing the expected line")
             }
             if clock.now >= deadline {
                 throw failure("printed no matching line within \(timeout)")
@@ -104,33 +154,40 @@ final class ManagedProcess {
     func waitForExit(timeout: Duration) async throws -> Int32 {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        while process.isRunning {
+        while !reap() {
             if clock.now >= deadline {
                 terminate()
                 throw failure("did not exit within \(timeout); stopped it")
             }
             try await Task.sleep(for: .milliseconds(25))
         }
-        return process.terminationStatus
+        return exitStatus ?? -1
     }
 
-    /// Stops the process by PID: SIGTERM, then SIGKILL if it is still alive after `grace`. Idempotent.
+    /// Stops the process by PID: SIGTERM, then SIGKILL if it is still alive after `grace`, and reaps it.
+    /// Idempotent and synchronous (so it works from `defer` and `deinit`); never waits more than
+    /// `grace` + 5 s.
     func terminate(grace: Duration = .seconds(5)) {
         if stopped { return }
         stopped = true
-        try? stdinPipe.fileHandleForWriting.close()
-        guard process.isRunning else { return }
-        let pid = process.processIdentifier
+        close(stdinWriter)
+        stdinWriter = -1
+        guard !reap() else { return }
         kill(pid, SIGTERM)
-        let clock = ContinuousClock()
-        let deadline = clock.now + grace
-        while process.isRunning && clock.now < deadline {
-            usleep(20_000)
-        }
-        if process.isRunning {
+        if !waitUntilReaped(within: grace) {
             kill(pid, SIGKILL)
-            process.waitUntilExit()
+            _ = waitUntilReaped(within: .seconds(5))
         }
+    }
+
+    private func waitUntilReaped(within limit: Duration) -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + limit
+        while !reap() {
+            if clock.now >= deadline { return false }
+            usleep(10_000)
+        }
+        return true
     }
 
     /// An error naming the process, its files and the tail of its output.

@@ -23,16 +23,15 @@ struct TestDirectory: Sendable {
     /// Writes `count` pseudo-random bytes (seeded, so a failing run can be reproduced) to a new file.
     func randomFile(_ name: String, count: Int, seed: UInt64) throws -> (url: URL, bytes: Data) {
         var state = seed | 1
-        var bytes = Data(count: count)
-        bytes.withUnsafeMutableBytes { raw in
-            for index in 0..<count {
-                // xorshift64*: any byte pattern will do, it only has to differ between files.
-                state ^= state >> 12
-                state ^= state << 25
-                state ^= state >> 27
-                raw[index] = UInt8(truncatingIfNeeded: (state &* 0x2545_F491_4F6C_DD1D) >> 56)
-            }
+        var array = [UInt8](repeating: 0, count: count)
+        for index in 0..<count {
+            // xorshift64*: any byte pattern will do, it only has to differ between files.
+            state ^= state >> 12
+            state ^= state << 25
+            state ^= state >> 27
+            array[index] = UInt8(truncatingIfNeeded: (state &* 0x2545_F491_4F6C_DD1D) >> 56)
         }
+        let bytes = Data(array)
         let url = path(name)
         try bytes.write(to: url)
         return (url, bytes)
