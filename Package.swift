@@ -84,6 +84,8 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: strictSettings),
+        // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
+        .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: ["EdgeswapServer", "CAR", "Multiformats"],
                     swiftSettings: strictSettings),
     ],

@@ -1,0 +1,44 @@
+import Foundation
+
+/// A per-test scratch directory (kubo repos, logs, downloads, certificates).
+///
+/// Removed by `remove()` unless `EDGESWAP_KEEP_INTEROP_TMP=1`, which keeps it for a post-mortem
+/// (its path is in every harness error message).
+struct TestDirectory: Sendable {
+    let url: URL
+
+    /// Creates `$TMPDIR/edgeswap-interop-<name>-<random>`.
+    init(name: String) throws {
+        let safe = String(name.map { $0.isLetter || $0.isNumber ? $0 : "-" })
+        url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("edgeswap-interop-\(safe)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    /// A path inside the directory (not created).
+    func path(_ component: String) -> URL {
+        url.appendingPathComponent(component)
+    }
+
+    /// Writes `count` pseudo-random bytes (seeded, so a failing run can be reproduced) to a new file.
+    func randomFile(_ name: String, count: Int, seed: UInt64) throws -> (url: URL, bytes: Data) {
+        var state = seed | 1
+        var array = [UInt8](repeating: 0, count: count)
+        for index in 0..<count {
+            // xorshift64*: any byte pattern will do, it only has to differ between files.
+            state ^= state >> 12
+            state ^= state << 25
+            state ^= state >> 27
+            array[index] = UInt8(truncatingIfNeeded: (state &* 0x2545_F491_4F6C_DD1D) >> 56)
+        }
+        let bytes = Data(array)
+        let url = path(name)
+        try bytes.write(to: url)
+        return (url, bytes)
+    }
+
+    func remove() {
+        if ProcessInfo.processInfo.environment["EDGESWAP_KEEP_INTEROP_TMP"] == "1" { return }
+        try? FileManager.default.removeItem(at: url)
+    }
+}
