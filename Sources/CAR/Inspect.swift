@@ -28,11 +28,21 @@ public struct IndexSummary: Hashable, Sendable {
         public var code: UInt64?
         public var width: Int
         public var count: Int
+        public init(code: UInt64?, width: Int, count: Int) {
+            self.code = code
+            self.width = width
+            self.count = count
+        }
     }
     public struct Entry: Hashable, Sendable {
         public var code: UInt64?
         public var digest: [UInt8]
         public var offset: UInt64
+        public init(code: UInt64?, digest: [UInt8], offset: UInt64) {
+            self.code = code
+            self.digest = digest
+            self.offset = offset
+        }
         /// The multihash in base58btc (for an IndexSorted entry, which has no code, the bare digest).
         public var key: String {
             guard let code else { return Multibase.base58btc.encodeWithoutPrefix(digest) }
