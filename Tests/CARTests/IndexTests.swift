@@ -105,6 +105,36 @@ import Testing
         #expect(try CARIndex.decode(bytes) == .multihashSorted(index))
     }
 
+    @Test func largeBucketLookupsThroughThePrefixTable() throws {
+        // 20,000 sha2-256 digests (enough for the prefix table) plus digests at both ends of the prefix range.
+        var b = IndexBuilder()
+        var keys: [(Multihash, UInt64)] = []
+        for i in 0..<20_000 {
+            let data = Array("block \(i)".utf8)
+            let mh = try data.withUnsafeBytes { try Multihash.compute(code: Multicodec.sha2_256, of: $0) }
+            keys.append((mh, UInt64(i) * 100))
+        }
+        keys.append((Multihash(code: Multicodec.sha2_256, digest: Array(repeating: 0x00, count: 32)), 7))
+        keys.append((Multihash(code: Multicodec.sha2_256, digest: [0x00, 0x00] + Array(repeating: 0x01, count: 30)), 8))
+        keys.append((Multihash(code: Multicodec.sha2_256, digest: Array(repeating: 0xff, count: 32)), 9))
+        for (mh, offset) in keys { try b.add(mh, offset: offset) }
+        let index = b.buildMultihashSorted()
+        for (mh, offset) in keys {
+            #expect(index.offset(of: mh) == offset)
+            var other = mh.digest
+            other[31] ^= 0x5a
+            #expect(index.offset(of: Multihash(code: mh.code, digest: other)) == nil)
+        }
+        #expect(index.offset(of: Multihash(code: Multicodec.sha2_256, digest: [0x00, 0x00] + Array(repeating: 0x02, count: 30))) == nil)
+        #expect(index.offset(of: Multihash(code: Multicodec.sha2_256, digest: [0xff, 0xff] + Array(repeating: 0x00, count: 30))) == nil)
+        // Decoding rebuilds the same table: lookups on the decoded copy agree.
+        guard case .multihashSorted(let decoded) = try CARIndex.decode(CARIndex.multihashSorted(index).encode()) else {
+            Issue.record("expected 0x0401"); return
+        }
+        #expect(decoded == index)
+        for (mh, offset) in keys.prefix(500) { #expect(decoded.offset(of: mh) == offset) }
+    }
+
     @Test func writesIndexFiles() throws {
         let dir = try TempDir()
         defer { dir.cleanup() }
