@@ -61,6 +61,7 @@ let package = Package(
             name: "EdgeswapServer",
             dependencies: [
                 "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
