@@ -104,7 +104,11 @@ public struct UnixFSReader {
             case Multicodec.raw: continue
             case Multicodec.dagPB:
                 let node: PBNode
-                do { node = try PBNode(decoding: bytes) } catch let e as DagPBError { throw UnixFSReadError.dagPB(cid, e) }
+                do throws(DagPBError) {
+                    node = try PBNode(decoding: bytes)
+                } catch {
+                    throw UnixFSReadError.dagPB(cid, error)
+                }
                 for link in node.links.reversed() { stack.append((link.hash, depth + 1)) }
             default:
                 throw UnixFSReadError.unsupportedCodec(cid, cid.codec)
@@ -152,12 +156,16 @@ public struct UnixFSReader {
         guard cid.codec == Multicodec.dagPB else { throw UnixFSReadError.unsupportedCodec(cid, cid.codec) }
         let bytes = try block(cid)
         let node: PBNode
-        do { node = try PBNode(decoding: bytes) } catch let e as DagPBError { throw UnixFSReadError.dagPB(cid, e) }
+        do throws(DagPBError) {
+            node = try PBNode(decoding: bytes)
+        } catch {
+            throw UnixFSReadError.dagPB(cid, error)
+        }
         guard let data = node.data else { throw UnixFSReadError.missingUnixFSData(cid) }
-        do {
+        do throws(UnixFSDataError) {
             return (node, try UnixFSData(decoding: data))
-        } catch let e as UnixFSDataError {
-            throw UnixFSReadError.unixfs(cid, e)
+        } catch {
+            throw UnixFSReadError.unixfs(cid, error)
         }
     }
 }

@@ -45,7 +45,7 @@ struct IngestCommand: AsyncParsableCommand {
         let quiet = self.quiet
         let results = await ingester.ingest(paths: files) { progress in
             guard !quiet else { return }
-            fputs(progress.line + "\n", stderr)
+            writeStandardError(progress.line)
         }
         var failures = 0
         for result in results {
@@ -58,12 +58,23 @@ struct IngestCommand: AsyncParsableCommand {
                       + "blocks=\(r.blocks) bytes=\(r.bytes): \(what)")
             case .failure(let error):
                 failures += 1
-                fputs("error: \(error)\n", stderr)
+                writeStandardError("error: \(error)")
             }
         }
         if failures > 0 {
-            fputs("\(failures) of \(results.count) CAR files failed\n", stderr)
+            writeStandardError("\(failures) of \(results.count) CAR files failed")
             throw ExitCode.failure
         }
+    }
+}
+
+/// One line to stderr (fd 2), written whole; the C `stderr` global is not usable from Swift 6 concurrency.
+func writeStandardError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(2, $0.baseAddress! + done, $0.count - done) }
+        if n <= 0 { return }
+        done += n
     }
 }

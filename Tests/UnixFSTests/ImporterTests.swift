@@ -8,14 +8,13 @@ import Testing
 @Suite struct KuboCompatibilityTests {
     static let kib256 = 262_144
 
-    @Test(arguments: [
-        (1, UInt64(1)),
-        (262_144, UInt64(2)),
-        (262_145, UInt64(3)),
-        (3 * 262_144 + 17, UInt64(4)),
-        // 180 chunks: more than 174, so the root is two levels above the leaves.
-        (180 * 262_144 - 1000, UInt64(5)),
-    ])
+    /// (size, seed): 1 B, one chunk exactly, one chunk + 1, a few chunks, and 180 chunks (more than 174, so
+    /// the root is two levels above the leaves).
+    static let cases: [(Int, UInt64)] = [
+        (1, 1), (262_144, 2), (262_145, 3), (3 * 262_144 + 17, 4), (180 * 262_144 - 1000, 5),
+    ]
+
+    @Test(arguments: cases)
     func cidV0MatchesIpfsCid(size: Int, seed: UInt64) throws {
         guard ipfsCIDTool() != nil else {
             Issue.record("install ipfs-cid: apt-get install ipfs-cid")
