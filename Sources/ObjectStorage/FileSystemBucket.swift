@@ -72,7 +72,9 @@ public struct FileSystemBucket: Bucket {
         let path = try path(for: key)
         let (fd, temp) = try createTemporary()
         do throws(BucketError) {
-            try bytes.withUnsafeBytes { raw throws(BucketError) in try writeFully(fd, raw, path: temp) }
+            try bytes.withUnsafeBytes { raw in
+                Result { () throws(BucketError) in try writeFully(fd, raw, path: temp) }
+            }.get()
             if !bytes.isEmpty { try sync(fd, path: temp) }
             close(fd)
         } catch {
@@ -103,9 +105,11 @@ public struct FileSystemBucket: Bucket {
                     throw Self.ioError("read", source, e)
                 }
                 if n == 0 { break }
-                try buffer.withUnsafeBytes { raw throws(BucketError) in
-                    try writeFully(fd, UnsafeRawBufferPointer(rebasing: raw[0..<n]), path: temp)
-                }
+                try buffer.withUnsafeBytes { raw in
+                    Result { () throws(BucketError) in
+                        try writeFully(fd, UnsafeRawBufferPointer(rebasing: raw[0..<n]), path: temp)
+                    }
+                }.get()
                 total += n
             }
             if total > 0 { try sync(fd, path: temp) }
