@@ -1,5 +1,6 @@
 import ArgumentParser
 import EdgeswapServer
+import Multiformats
 import ObjectStorage
 
 #if canImport(Glibc)
