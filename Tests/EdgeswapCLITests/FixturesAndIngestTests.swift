@@ -6,10 +6,11 @@ import ObjectStorage
 import Testing
 import UnixFS
 
-/// The fixtures are generated once per test process into a temporary directory and shared (read-only) by
-/// the tests below; tests that change files work on copies.
+/// The fixtures are generated once per test process into one fixed temporary directory and shared
+/// (read-only) by the tests below; tests that change files work on copies. The generator checks what is
+/// there (sizes and sha2-256) and rewrites anything stale, so a later run reuses the directory.
 private let sharedFixtures: Result<String, FixtureSetupFailure> = {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fixtures-\(UUID().uuidString)").path
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgeswap-test-fixtures").path
     do {
         _ = try FixtureGenerator.run(directory: dir)
         return .success(dir)
