@@ -11,6 +11,6 @@ struct Edgeswap: AsyncParsableCommand {
             files located through CARv2 MultihashIndexSorted indexes. The subcommands below build and inspect \
             those files.
             """,
-        subcommands: [IndexCommand.self, InspectCommand.self]
+        subcommands: [IngestCommand.self, IndexCommand.self, InspectCommand.self, FixturesCommand.self]
     )
 }
