@@ -34,8 +34,9 @@ test: deps
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	bash .ci/in-netns $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
+# `make bench AREAS="car noise"` runs a subset.
 bench: release
-	$(RELEASE_DIR)/edgeswap-bench
+	$(RELEASE_DIR)/edgeswap-bench $(AREAS)
 
 clean:
 	$(SWIFT) package clean
