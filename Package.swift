@@ -34,8 +34,13 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "UnixFS",
+            dependencies: ["Multiformats"],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "ObjectStorage",
-            dependencies: [],
+            dependencies: ["Multiformats"],
             swiftSettings: strictSettings
         ),
         .target(
@@ -55,7 +60,8 @@ let package = Package(
         .target(
             name: "EdgeswapServer",
             dependencies: [
-                "Multiformats", "CAR", "ObjectStorage", "Libp2p",
+                "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -63,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "edgeswap",
             dependencies: [
-                "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p",
+                "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -77,7 +83,8 @@ let package = Package(
         .testTarget(name: "MultiformatsTests", dependencies: ["Multiformats"],
                     swiftSettings: strictSettings),
         .testTarget(name: "CARTests", dependencies: ["CAR", "Multiformats"], swiftSettings: strictSettings),
-        .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strictSettings),
+        .testTarget(name: "UnixFSTests", dependencies: ["UnixFS", "Multiformats"], swiftSettings: strictSettings),
+        .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage", "Multiformats"], swiftSettings: strictSettings),
         .testTarget(name: "Libp2pTests", dependencies: [
             "Libp2p", "Multiformats",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -86,7 +93,9 @@ let package = Package(
         ], swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
-        .testTarget(name: "EdgeswapCLITests", dependencies: ["EdgeswapServer", "CAR", "Multiformats"],
+        .testTarget(name: "EdgeswapCLITests", dependencies: [
+            "EdgeswapServer", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
+        ],
                     swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]

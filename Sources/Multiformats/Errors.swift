@@ -4,6 +4,9 @@ public enum MultiformatsError: Error, Equatable, Sendable, CustomStringConvertib
     case varint(Varint.DecodeError)
     case unknownMultibasePrefix(Character)
     case invalidCharacter(base: String, character: Character)
+    /// Text made of valid characters that is still not a canonical encoding (bad length, padding or
+    /// non-zero leftover bits).
+    case invalidEncoding(base: String, reason: String)
     case emptyInput
     case truncated(what: String)
     case trailingBytes(what: String, count: Int)
@@ -19,6 +22,7 @@ public enum MultiformatsError: Error, Equatable, Sendable, CustomStringConvertib
         case .varint(let e): return "bad varint: \(e)"
         case .unknownMultibasePrefix(let c): return "unknown multibase prefix '\(c)'"
         case .invalidCharacter(let base, let c): return "character '\(c)' is not valid in \(base)"
+        case .invalidEncoding(let base, let reason): return "invalid \(base): \(reason)"
         case .emptyInput: return "empty input"
         case .truncated(let what): return "truncated \(what)"
         case .trailingBytes(let what, let n): return "\(n) trailing bytes after \(what)"

@@ -54,8 +54,9 @@ public enum Varint {
         var shift: UInt64 = 0
         var index = 0
         while true {
-            guard index < bytes.count else { throw .truncated }
+            // Checked before the length: nine continuation bytes are overlong whatever follows them.
             guard index < maxLength else { throw .overlong }
+            guard index < bytes.count else { throw .truncated }
             let byte = bytes[index]
             value |= UInt64(byte & 0x7f) << shift
             index += 1

@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+@testable import Multiformats
+
+/// BLAKE3-team/BLAKE3 `test_vectors/test_vectors.json`.
+struct BLAKE3Vectors: Decodable {
+    struct Case: Decodable, Sendable {
+        let input_len: Int
+        let hash: String
+        let keyed_hash: String
+        let derive_key: String
+    }
+    let key: String
+    let context_string: String
+    let cases: [Case]
+
+    static func load() throws -> BLAKE3Vectors {
+        try JSONDecoder().decode(BLAKE3Vectors.self, from: try fixture("blake3/test_vectors.json"))
+    }
+}
+
+@Suite struct BLAKE3Tests {
+    @Test func officialVectorsAllModesFullLength() throws {
+        let vectors = try BLAKE3Vectors.load()
+        #expect(vectors.cases.count == 35)
+        let key = Array(vectors.key.utf8)
+        for c in vectors.cases {
+            let input = patternInput(c.input_len)
+            let hashLength = c.hash.count / 2
+            #expect(hashLength == 131)
+            input.withUnsafeBytes { data in
+                #expect(hex(BLAKE3.hash(data, outputLength: hashLength)) == c.hash, "hash, input_len \(c.input_len)")
+                // "implementations should also check that the first 32 bytes match their default-length output"
+                #expect(hex(BLAKE3.hash(data)) == String(c.hash.prefix(64)), "hash/32, input_len \(c.input_len)")
+                key.withUnsafeBytes { k in
+                    #expect(hex(BLAKE3.keyedHash(key: k, data, outputLength: c.keyed_hash.count / 2)) == c.keyed_hash,
+                            "keyed_hash, input_len \(c.input_len)")
+                    #expect(hex(BLAKE3.keyedHash(key: k, data)) == String(c.keyed_hash.prefix(64)))
+                }
+                #expect(hex(BLAKE3.deriveKey(context: vectors.context_string, keyMaterial: data,
+                                             outputLength: c.derive_key.count / 2)) == c.derive_key,
+                        "derive_key, input_len \(c.input_len)")
+                #expect(hex(BLAKE3.deriveKey(context: vectors.context_string, keyMaterial: data))
+                        == String(c.derive_key.prefix(64)))
+            }
+        }
+    }
+
+    /// Feeding the input in pieces of every awkward size gives the one-shot result (block, chunk and
+    /// subtree boundaries fall inside and between updates).
+    @Test(arguments: [1, 7, 63, 64, 65, 1023, 1024, 1025, 3000])
+    func incrementalMatchesOneShot(pieceSize: Int) throws {
+        let vectors = try BLAKE3Vectors.load()
+        for c in vectors.cases {
+            let input = patternInput(c.input_len)
+            var hasher = BLAKE3.Hasher()
+            var offset = 0
+            while offset < input.count {
+                let end = min(offset + pieceSize, input.count)
+                input[offset..<end].withUnsafeBytes { hasher.update($0) }
+                offset = end
+            }
+            #expect(hex(hasher.finalize(outputLength: 131)) == c.hash, "input_len \(c.input_len) piece \(pieceSize)")
+        }
+    }
+
+    @Test func finalizeDoesNotConsumeAndCopiesAreIndependent() {
+        let input = patternInput(5000)
+        var hasher = BLAKE3.Hasher()
+        input[0..<2000].withUnsafeBytes { hasher.update($0) }
+        let snapshot = hasher
+        let early = hasher.finalize()
+        input[2000...].withUnsafeBytes { hasher.update($0) }
+        #expect(early == input[0..<2000].withUnsafeBytes { BLAKE3.hash($0) })
+        #expect(snapshot.finalize() == early)
+        #expect(hasher.finalize() == input.withUnsafeBytes { BLAKE3.hash($0) })
+        var viaCollection = BLAKE3.Hasher()
+        viaCollection.update(bytes: input)
+        #expect(viaCollection.finalize() == hasher.finalize())
+    }
+
+    @Test func outputPrefixesAgree() {
+        let input = patternInput(2049)
+        let long = input.withUnsafeBytes { BLAKE3.hash($0, outputLength: 1000) }
+        for n in [0, 1, 31, 32, 33, 64, 65, 999] {
+            #expect(Array(long.prefix(n)) == input.withUnsafeBytes { BLAKE3.hash($0, outputLength: n) })
+        }
+    }
+
+    /// Debian's `b3sum` (the official Rust implementation) as an oracle on generated inputs.
+    @Test func matchesB3sum() throws {
+        guard let b3sum = findOnPath("b3sum") else {
+            Issue.record("install b3sum: apt-get install b3sum")
+            return
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgeswap-b3-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (i, length) in [1, 1024, 1025, 1_048_576 + 123].enumerated() {
+            let input = pseudoRandomBytes(length, seed: UInt64(0x9E37_79B9 + i))
+            let file = dir.appendingPathComponent("input-\(length)")
+            try Data(input).write(to: file)
+            for outputLength in [32, 200] {
+                let result = try run(b3sum, ["--no-names", "-l", String(outputLength), file.path])
+                #expect(result.status == 0)
+                let expected = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+                #expect(expected.count == outputLength * 2)
+                let ours = input.withUnsafeBytes { BLAKE3.hash($0, outputLength: outputLength) }
+                #expect(hex(ours) == expected, "length \(length), output \(outputLength)")
+            }
+        }
+    }
+}
