@@ -58,7 +58,7 @@ enum KeysNoiseFixtures {
 // MARK: - libp2p/specs peer-ids.md vectors
 
 @Suite struct KeysSpecVectorTests {
-    static let pairs: [(private: String, public: String, type: KeyType)] = [
+    static let pairs: [(privateName: String, publicName: String, type: KeyType)] = [
         ("ECDSA private key", "ECDSA public key", .ecdsa),
         ("ED25519 private key", "ED25519 public key", .ed25519),
         ("secp256k1 private key", "secp256k1 public key", .secp256k1),
@@ -69,19 +69,20 @@ enum KeysNoiseFixtures {
         let vectors = try KeysNoiseFixtures.specVectors()
         #expect(vectors.count == 8)
         for pair in Self.pairs {
-            #expect(vectors[pair.private] != nil && vectors[pair.public] != nil)
+            #expect(vectors[pair.privateName] != nil && vectors[pair.publicName] != nil)
         }
     }
 
-    @Test(arguments: pairs.map(\.private))
+    @Test(arguments: pairs.map(\.privateName))
     func privateKeyYieldsItsPublicKey(name: String) throws {
         let vectors = try KeysNoiseFixtures.specVectors()
-        let pair = Self.pairs.first { $0.private == name }!
-        let privateKey = try PrivateKey(protobuf: vectors[pair.private]!)
+        let pair = Self.pairs.first { $0.privateName == name }!
+        let privateKey = try PrivateKey(protobuf: vectors[pair.privateName]!)
         #expect(privateKey.type == pair.type)
         // "Implementations SHOULD check that they can produce the provided public key from the private key."
-        #expect(privateKey.publicKey.protobufEncoding == vectors[pair.public]!)
-        #expect(privateKey.publicKey == (try PublicKey(protobuf: vectors[pair.public]!)))
+        #expect(privateKey.publicKey.protobufEncoding == vectors[pair.publicName]!)
+        let publicKey = try PublicKey(protobuf: vectors[pair.publicName]!)
+        #expect(privateKey.publicKey == publicKey)
     }
 
     @Test(arguments: ["ECDSA private key", "ED25519 private key", "secp256k1 private key", "rsa private key",
@@ -95,12 +96,12 @@ enum KeysNoiseFixtures {
         }
     }
 
-    @Test(arguments: pairs.map(\.private))
+    @Test(arguments: pairs.map(\.privateName))
     func signVerifyRoundTrip(name: String) throws {
         let vectors = try KeysNoiseFixtures.specVectors()
-        let pair = Self.pairs.first { $0.private == name }!
-        let privateKey = try PrivateKey(protobuf: vectors[pair.private]!)
-        let publicKey = try PublicKey(protobuf: vectors[pair.public]!)
+        let pair = Self.pairs.first { $0.privateName == name }!
+        let privateKey = try PrivateKey(protobuf: vectors[pair.privateName]!)
+        let publicKey = try PublicKey(protobuf: vectors[pair.publicName]!)
         let message = Array("noise-libp2p-static-key:".utf8) + [UInt8](repeating: 7, count: 32)
         let signature = try privateKey.sign(message)
         #expect(publicKey.isValidSignature(signature, for: message))

@@ -2,6 +2,7 @@
 
 import BigInt
 import Crypto
+import Foundation
 import _CryptoExtras
 
 /// libp2p key types, as numbered in the `KeyType` enum of peer-ids.md.

@@ -48,6 +48,10 @@ public struct NoiseHandshakeResult: Sendable {
 /// - a thrown `NoiseError`: close the connection. Every later call throws `.invalidState`.
 /// - EOF during the handshake: close; nothing to flush.
 public struct NoiseHandshakeStateMachine: Sendable {
+    /// The multistream-select protocol id. noise/README.md: "noise-libp2p is identified by the protocol ID
+    /// string `/noise`."
+    public static let protocolID = "/noise"
+
     /// What the I/O layer must do next.
     public enum Action: Sendable {
         /// Write these bytes (one framed handshake message).
@@ -160,13 +164,13 @@ public struct NoiseHandshakeStateMachine: Sendable {
             let (remoteKey, remoteStatic) = try self.authenticate(payload: payload, handshake: handshake)
             let final = try handshake.writeMessage(payload: self.identity.payload)
             self.state = .complete
-            return .sendAndComplete(Self.frame(final), self.result(handshake, remoteKey, remoteStatic))
+            return .sendAndComplete(Self.frame(final), self.finish(handshake, remoteKey, remoteStatic))
         case .awaitingMessage3(var handshake):
             guard let message = try self.nextMessage() else { return .needMoreData }
             let payload = try handshake.readMessage(message)
             let (remoteKey, remoteStatic) = try self.authenticate(payload: payload, handshake: handshake)
             self.state = .complete
-            return .complete(self.result(handshake, remoteKey, remoteStatic))
+            return .complete(self.finish(handshake, remoteKey, remoteStatic))
         }
     }
 
@@ -190,14 +194,18 @@ public struct NoiseHandshakeStateMachine: Sendable {
         return (remoteKey, staticBytes)
     }
 
-    private func result(_ handshake: NoiseXXHandshake, _ remoteKey: PublicKey, _ remoteStatic: [UInt8])
+    /// Builds the result and hands any bytes buffered after the last handshake message to the transport.
+    private mutating func finish(_ handshake: NoiseXXHandshake, _ remoteKey: PublicKey, _ remoteStatic: [UInt8])
         -> NoiseHandshakeResult
     {
         let (send, receive) = handshake.split()
+        let pending = self.decoder
+        // Drop our reference so the transport's decoder owns the buffer uniquely (no copy-on-write later).
+        self.decoder = NoiseFrameDecoder()
         return NoiseHandshakeResult(
             remotePeerID: remoteKey.peerID, remotePublicKey: remoteKey, remoteStaticKey: remoteStatic,
             handshakeHash: handshake.handshakeHash,
-            transport: NoiseTransport(send: send, receive: receive, pendingInput: self.decoder))
+            transport: NoiseTransport(send: send, receive: receive, pendingInput: pending))
     }
 
     /// `u16be length ‖ message`. Handshake messages here are far below 65535 bytes (an 8192-bit RSA identity

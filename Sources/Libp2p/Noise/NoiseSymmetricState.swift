@@ -30,11 +30,11 @@ struct NoiseCipherState: Sendable {
         guard self.nonce < UInt64.max else { throw .nonceExhausted }
         // Three u32s are laid out contiguously (12 bytes, no padding): zeros, then the counter's low and
         // high halves, each little-endian. No heap allocation per frame.
-        var raw: (UInt32, UInt32, UInt32) = (
+        let raw: (UInt32, UInt32, UInt32) = (
             0, UInt32(truncatingIfNeeded: self.nonce).littleEndian,
             UInt32(truncatingIfNeeded: self.nonce >> 32).littleEndian
         )
-        let nonce = withUnsafeBytes(of: &raw) { try? ChaChaPoly.Nonce(data: $0) }
+        let nonce = withUnsafeBytes(of: raw) { try? ChaChaPoly.Nonce(data: $0) }
         guard let nonce else { throw .encryptionFailed }
         return nonce
     }
