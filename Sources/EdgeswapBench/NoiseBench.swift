@@ -8,12 +8,15 @@ import NIOCore
 /// - full Noise XX handshakes per second (initiator + responder machines in memory, Ed25519 identities,
 ///   each side's `NoiseIdentity` built once as in production), on one core. A server only runs the
 ///   responder half, so its per-core rate is about twice this figure.
+/// - verification rate of a remote identity signature over a Noise static key, per key type (one per
+///   inbound handshake; secp256k1 uses edgeswap's own big-integer code).
 /// - transport seal and open throughput for 65519-byte frames through the `ByteBuffer` API, reusing the
 ///   output buffers.
 public func runNoiseBenchmarks() {
     print("== Noise (Noise_XX_25519_ChaChaPoly_SHA256), one core ==")
     benchmarkHandshakes()
     benchmarkTransport()
+    benchmarkIdentityVerification()
 }
 
 private func seconds(since start: UInt64) -> Double {
@@ -113,4 +116,33 @@ private func benchmarkTransport() {
 private func gbps(_ bytes: Int, _ seconds: Double) -> String {
     let value = Double(bytes) / seconds / 1e9
     return "\(Double(Int(value * 100)) / 100)"
+}
+
+private func benchmarkIdentityVerification() {
+    // secp256k1: the libp2p/specs peer-ids.md test vector's private key.
+    let secp256k1 = try! PrivateKey(
+        type: .secp256k1,
+        data: stride(from: 0, to: 64, by: 2).map { i in
+            let hex = Array("53DADF1D5A164D6B4ACDB15E24AA4C5B1D3461BDBD42ABEDB0A4404D56CED8FB".utf8)
+            return UInt8(String(decoding: hex[i..<(i + 2)], as: UTF8.self), radix: 16)!
+        })
+    let keys: [(String, PrivateKey)] = [
+        ("Ed25519", PrivateKey.generateEd25519()),
+        ("ECDSA P-256", PrivateKey.generateECDSAP256()),
+        ("RSA-2048", try! PrivateKey.generateRSA(bits: 2048)),
+        ("secp256k1", secp256k1),
+    ]
+    let message = Array("noise-libp2p-static-key:".utf8) + [UInt8](repeating: 0x5a, count: 32)
+    for (name, key) in keys {
+        let signature = try! key.sign(message)
+        let publicKey = key.publicKey
+        var count = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        while seconds(since: start) < 1.0 {
+            for _ in 0..<10 { precondition(publicKey.isValidSignature(signature, for: message)) }
+            count += 10
+        }
+        let rate = Double(count) / seconds(since: start)
+        print("identity signature verify, \(name): \(Int(rate))/s")
+    }
 }

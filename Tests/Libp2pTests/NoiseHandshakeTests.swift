@@ -307,6 +307,21 @@ enum NoiseTestIdentities {
         }
     }
 
+    @Test func disabledKeyTypeIsRefused() throws {
+        let key = try Self.identity("secp256k1")
+        var initiator = NoiseHandshakeStateMachine(role: .initiator, identity: try NoiseIdentity(identityKey: key))
+        var responder = NoiseHandshakeStateMachine(
+            role: .responder, identity: try NoiseIdentity(identityKey: PrivateKey.generateEd25519()),
+            acceptedKeyTypes: [.ed25519, .rsa, .ecdsa])
+        guard case .send(var m1) = try initiator.start(), case .needMoreData = try responder.start(),
+              case .send(var m2) = try responder.receive(&m1),
+              case .sendAndComplete(var m3, _) = try initiator.receive(&m2)
+        else { Issue.record("handshake did not reach message 3"); return }
+        #expect(throws: NoiseError.invalidIdentityKey(.unsupportedKeyType("secp256k1 identities are not accepted"))) {
+            try responder.receive(&m3)
+        }
+    }
+
     @Test func startTwiceIsAnError() throws {
         var machine = NoiseHandshakeStateMachine(
             role: .initiator, identity: try NoiseIdentity(identityKey: PrivateKey.generateEd25519()))

@@ -92,12 +92,17 @@ struct NoiseHandshakePayload: Sendable, Equatable {
     /// remote identity. noise/README.md: "peers MUST decode the public key from the `identity_key` field
     /// into a usable form. The key MUST then be used to validate the `identity_sig` field against the
     /// static Noise key received in the handshake."
-    func verify(remoteStaticKey: [UInt8]) throws(NoiseError) -> PublicKey {
+    func verify(remoteStaticKey: [UInt8], acceptedKeyTypes: Set<KeyType> = Set(KeyType.allCases))
+        throws(NoiseError) -> PublicKey
+    {
         let key: PublicKey
         do throws(KeyError) {
             key = try PublicKey(protobuf: self.identityKey)
         } catch {
             throw .invalidIdentityKey(error)
+        }
+        guard acceptedKeyTypes.contains(key.type) else {
+            throw .invalidIdentityKey(.unsupportedKeyType("\(key.type) identities are not accepted"))
         }
         guard key.isValidSignature(self.identitySignature, for: Self.signedData(staticPublicKey: remoteStaticKey))
         else { throw .invalidIdentitySignature }

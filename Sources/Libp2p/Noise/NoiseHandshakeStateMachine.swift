@@ -84,21 +84,28 @@ public struct NoiseHandshakeStateMachine: Sendable {
     private var state: State
     private let identity: NoiseIdentity
     private let expectedRemotePeerID: PeerID?
+    private let acceptedKeyTypes: Set<KeyType>
     private var decoder: NoiseFrameDecoder
 
     /// - Parameters:
     ///   - role: initiator (dialer) or responder (listener).
     ///   - identity: our identity and Noise static key, shared across connections.
     ///   - expectedRemotePeerID: for a dialer that knows whom it dials; a different remote is an error.
+    ///   - acceptedKeyTypes: remote identity key types to accept; others fail with
+    ///     `.invalidIdentityKey(.unsupportedKeyType)` before any signature check. peer-ids.md: "implementation
+    ///     MAY allow the user to enable/disable specific key types via configuration". All four by default;
+    ///     a server may drop `.secp256k1`, whose verification here is far slower than the others.
     ///   - prologue: Noise prologue. libp2p uses none; exposed for test vectors.
     ///   - ephemeralKey: injected ephemeral key for test vectors; fresh by default.
     public init(
-        role: NoiseRole, identity: NoiseIdentity, expectedRemotePeerID: PeerID? = nil, prologue: [UInt8] = [],
+        role: NoiseRole, identity: NoiseIdentity, expectedRemotePeerID: PeerID? = nil,
+        acceptedKeyTypes: Set<KeyType> = Set(KeyType.allCases), prologue: [UInt8] = [],
         ephemeralKey: Curve25519.KeyAgreement.PrivateKey = .init()
     ) {
         self.role = role
         self.identity = identity
         self.expectedRemotePeerID = expectedRemotePeerID
+        self.acceptedKeyTypes = acceptedKeyTypes
         self.state = .idle(
             NoiseXXHandshake(role: role, staticKey: identity.staticKey, ephemeralKey: ephemeralKey, prologue: prologue))
         self.decoder = NoiseFrameDecoder()
@@ -186,7 +193,7 @@ public struct NoiseHandshakeStateMachine: Sendable {
         guard let remoteStatic = handshake.remoteStatic else { preconditionFailure("no remote static key") }
         let staticBytes = Array(remoteStatic.rawRepresentation)
         let decoded = try NoiseHandshakePayload(decoding: payload)
-        let remoteKey = try decoded.verify(remoteStaticKey: staticBytes)
+        let remoteKey = try decoded.verify(remoteStaticKey: staticBytes, acceptedKeyTypes: self.acceptedKeyTypes)
         if let expected = self.expectedRemotePeerID {
             let actual = remoteKey.peerID
             guard actual == expected else { throw .peerIDMismatch(expected: expected, actual: actual) }
