@@ -124,8 +124,11 @@ private func drainEvents(_ session: inout MplexSession) -> [StreamMuxerEvent] {
         var a = MplexSession()
         var b = MplexSession()
         let stream = try a.openStream()
-        var payload = ByteBuffer()
-        for i in 0..<(2 * 1024 * 1024 + 17) { payload.writeInteger(UInt8(truncatingIfNeeded: i &* 13)) }
+        let count = 2 * 1024 * 1024 + 17
+        let payload = ByteBuffer(bytes: [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            for i in 0..<count { buffer[i] = UInt8(truncatingIfNeeded: i &* 13) }
+            initialized = count
+        })
         try a.write(payload, on: stream)
         try a.closeWrite(stream)
         var wire = a.takeOutboundBytes()!

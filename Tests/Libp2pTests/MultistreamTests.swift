@@ -130,17 +130,21 @@ private func message(_ token: String) -> ByteBuffer {
         }
     }
 
-    @Test func tokenCapIsCheckedFromTheLengthPrefixAlone() {
+    @Test func tokenCapIsCheckedFromTheLengthPrefixAlone() throws {
         var listener = MultistreamListener(protocols: ["/noise"])
         // 0x81 0x08 = 1025: rejected before any body byte arrives.
         #expect(throws: MultistreamError.tokenTooLarge(length: 1025, limit: 1024)) {
             try listener.receive(hexBuffer("81 08"))
         }
-        // A prefix whose first group already exceeds the cap after its continuation byte.
+        // An unfinished prefix (continuation bit still set) that already exceeds the cap: the
+        // reader does not wait for the rest of the varint.
         var other = MultistreamListener(protocols: ["/noise"])
-        #expect(throws: MultistreamError.tokenTooLarge(length: 0x180, limit: 1024)) {
-            try other.receive(hexBuffer("80 03"))
+        #expect(throws: MultistreamError.tokenTooLarge(length: 16383, limit: 1024)) {
+            try other.receive(hexBuffer("ff ff"))
         }
+        // 0x80 0x03 = 384 is within the cap: the reader waits for the body.
+        var third = MultistreamListener(protocols: ["/noise"])
+        #expect(try third.receive(hexBuffer("80 03")) == .needMoreData(write: message("/multistream/1.0.0")))
     }
 
     @Test func exactly1024ByteTokenIsAccepted() throws {

@@ -202,7 +202,7 @@ public struct MplexSession: StreamMuxerStateMachine {
         -> (header: UInt64, length: UInt64, size: Int)? {
         let result: Result<(UInt64, UInt64, Int)?, StreamMuxerError> = buffer.withUnsafeReadableBytes { raw in
             let header: (value: UInt64, length: Int)
-            do {
+            do throws(Varint.DecodeError) {
                 header = try Varint.decode(raw)
             } catch .truncated {
                 return .success(nil)
@@ -210,7 +210,7 @@ public struct MplexSession: StreamMuxerStateMachine {
                 return .failure(.malformedVarint)
             }
             let rest = UnsafeRawBufferPointer(rebasing: raw[header.length...])
-            do {
+            do throws(Varint.DecodeError) {
                 let length = try Varint.decode(rest)
                 return .success((header.value, length.value, header.length + length.length))
             } catch .truncated {

@@ -176,22 +176,26 @@ public struct YamuxSession: StreamMuxerStateMachine {
     // MARK: - Outputs
 
     public mutating func takeOutboundBytes() -> ByteBuffer? {
-        if !self.synPending.isEmpty {
-            let pending = self.synPending
-            self.synPending.removeAll(keepingCapacity: true)
-            for id in pending where self.streams[id]?.opening == .synPending {
-                let flags = Self.openingFlags(&self.streams[id]!, id: id, target: self.receiveTarget,
-                                              outbound: &self.outbound)
-                if !flags.isEmpty {
-                    YamuxHeader(type: .windowUpdate, flags: flags, streamID: id, length: 0)
-                        .write(into: &self.outbound)
-                }
-            }
-        }
+        self.flushPendingSyns()
         guard self.outbound.readableBytes > 0 else { return nil }
         let out = self.outbound
         self.outbound = ByteBufferAllocator().buffer(capacity: 1024)
         return out
+    }
+
+    /// Writes a WindowUpdate+SYN for every stream opened locally whose SYN has not ridden on a
+    /// data frame yet.
+    private mutating func flushPendingSyns() {
+        guard !self.synPending.isEmpty else { return }
+        let pending = self.synPending
+        self.synPending.removeAll(keepingCapacity: true)
+        for id in pending where self.streams[id]?.opening == .synPending {
+            let flags = Self.openingFlags(&self.streams[id]!, id: id, target: self.receiveTarget,
+                                          outbound: &self.outbound)
+            if !flags.isEmpty {
+                YamuxHeader(type: .windowUpdate, flags: flags, streamID: id, length: 0).write(into: &self.outbound)
+            }
+        }
     }
 
     public mutating func nextEvent() -> StreamMuxerEvent? {
@@ -300,6 +304,8 @@ public struct YamuxSession: StreamMuxerStateMachine {
     public mutating func goAway(code: YamuxGoAwayCode) {
         guard !self.failed, !self.sentGoAway else { return }
         self.sentGoAway = true
+        // Streams opened before the GoAway must reach the peer before it, or it would refuse them.
+        self.flushPendingSyns()
         YamuxHeader(type: .goAway, flags: [], streamID: 0, length: code.rawValue).write(into: &self.outbound)
         if code != .normal { self.failed = true }
     }
