@@ -108,7 +108,7 @@ func runWebSocketBenchmarks() {
     for direction in [Direction.dialerToListener, .listenerToDialer] {
         do {
             let gbps = try measure(direction, group: group, seconds: 3)
-            print("  \(direction.rawValue): \(String(format: "%.2f", gbps)) GB/s")
+            print("  \(direction.rawValue): \((gbps * 100).rounded() / 100) GB/s")
         } catch {
             print("  \(direction.rawValue): failed: \(error)")
         }

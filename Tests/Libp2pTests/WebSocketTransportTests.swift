@@ -155,9 +155,10 @@ private struct RawConnection {
         }
     }
 
-    /// Reads everything until the server closes.
+    /// Reads everything until the server closes. A reset counts as the end too: a server that closes
+    /// with unread input in its socket buffer makes the kernel send RST instead of FIN.
     mutating func readToEOF() async throws -> [UInt8] {
-        while try await self.fill() {}
+        while (try? await self.fill()) == true {}
         defer { self.pending = [] }
         return self.pending
     }

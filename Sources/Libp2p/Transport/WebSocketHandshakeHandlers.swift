@@ -32,9 +32,7 @@ final class WebSocketHandshakeHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: self.timeout) { [self] in
-            let context = loopBound.value
             self.logger.notice(
                 "websocket handshake timed out",
                 metadata: ["remote": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"]
@@ -59,8 +57,14 @@ final class WebSocketHandshakeHandler: ChannelDuplexHandler, RemovableChannelHan
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.record(error)
-        // Before the upgrade any error (TLS, bad HTTP, refused upgrade) ends the connection.
-        context.close(promise: nil)
+        if self.dialer != nil {
+            // Dialer: any error before the upgrade (TLS, bad HTTP, refused upgrade) ends the attempt.
+            context.close(promise: nil)
+        } else {
+            // Listener: NIO's HTTP error handler already answered malformed requests with 400 and
+            // closes; a refused upgrade falls through to the fallback handler, which answers and closes.
+            self.logger.debug("websocket handshake error", metadata: ["error": "\(error)"])
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -123,7 +127,7 @@ final class WebSocketHTTPFallbackHandler: ChannelInboundHandler, RemovableChanne
         }
     }
 
-    private func respond(to head: HTTPRequestHead) -> (HTTPResponseStatus, String) {
+    private func respond(to head: HTTPRequestHead) -> (status: HTTPResponseStatus, body: String) {
         if head.headers["Upgrade"].contains(where: { $0.lowercased().contains("websocket") }) {
             // Reaching here means the upgrader refused it (wrong method, version or missing key).
             return (.badRequest, "bad websocket upgrade request\n")

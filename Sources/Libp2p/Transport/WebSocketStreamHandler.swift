@@ -202,7 +202,7 @@ final class WebSocketStreamHandler: ChannelDuplexHandler, RemovableChannelHandle
         )
         context.fireErrorCaught(error)
         // Close reasons are limited to 123 bytes (125-byte control payload minus the code).
-        let reason = String(String(describing: error).utf8.prefix(123)) ?? ""
+        let reason = String(decoding: String(describing: error).utf8.prefix(123), as: UTF8.self)
         self.sendCloseThenClose(code: code, reason: reason, context: context, promise: nil)
     }
 }
