@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// The `edgeswap` command line: the server and its offline tools for CAR files, indexes and identity keys.
+@main
+struct Edgeswap: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edgeswap",
+        abstract: "A stateless edge Bitswap server that serves blocks from indexed CAR files.",
+        discussion: """
+            IPFS peers dial edgeswap over WebSocket and fetch blocks with Bitswap; the blocks come from CARv1/CARv2 \
+            files located through CARv2 MultihashIndexSorted indexes. The subcommands below build and inspect \
+            those files and manage the server's identity key.
+            """,
+        subcommands: [FixturesCommand.self, IngestCommand.self, KeyCommand.self]
+    )
+}
