@@ -1,7 +1,5 @@
 import Libp2p
-import Logging
 import NIOCore
-import NIOEmbedded
 import Testing
 
 @Suite struct PingMachineTests {
@@ -78,124 +76,143 @@ import Testing
     }
 }
 
-/// Records `close(mode: .output)` instead of passing it on: EmbeddedChannel would close the whole channel.
-final class HalfCloseRecorder: ChannelOutboundHandler {
-    typealias OutboundIn = Any
-    var outputClosed = false
+/// The async services over NIO's testing streams: `source` plays the remote's bytes, `sink` collects ours
+/// and ends when we half-close.
+@Suite struct ProtocolServiceTests {
+    typealias Inbound = NIOAsyncChannelInboundStream<ByteBuffer>
+    typealias Outbound = NIOAsyncChannelOutboundWriter<ByteBuffer>
 
-    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if mode == .output {
-            outputClosed = true
-            promise?.succeed(())
-        } else {
-            context.close(mode: mode, promise: promise)
-        }
-    }
-}
-
-@Suite struct ProtocolHandlerTests {
-    private let logger = Logger(label: "test")
-
-    private func channel(with handler: some ChannelHandler) throws -> (EmbeddedChannel, HalfCloseRecorder) {
-        try channel { _ in handler }
+    private func collect(_ sink: Outbound.TestSink) async -> [UInt8] {
+        var out: [UInt8] = []
+        for await chunk in sink { out += chunk.readableBytesView }
+        return out
     }
 
-    /// An active embedded channel with a half-close recorder, then the handler `make` builds on its loop.
-    private func channel(_ make: (any EventLoop) -> some ChannelHandler) throws -> (EmbeddedChannel, HalfCloseRecorder) {
-        let recorder = HalfCloseRecorder()
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(recorder)
-        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-        try channel.pipeline.syncOperations.addHandler(make(channel.eventLoop))
-        return (channel, recorder)
-    }
-
-    @Test func identifyResponderWritesOneDelimitedMessageAndCloses() throws {
+    @Test func identifyResponderWritesOneDelimitedMessageAndHalfCloses() async throws {
         let message = try IdentifyMessage(protobuf: IdentifyFixture.kuboMessage)
-        let (channel, recorder) = try channel(with: IdentifyResponderHandler(message: message, logger: logger))
-        let written = try #require(try channel.readOutbound(as: ByteBuffer.self))
-        #expect(Array(written.readableBytesView) == [126] + IdentifyFixture.kuboMessage)
-        #expect(recorder.outputClosed)
-        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
-        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
-        #expect(!channel.isActive)
+        let (outbound, sink) = Outbound.makeTestingWriter()
+        try await IdentifyService.respond(with: message, outbound: outbound)
+        // The sink ends only because the responder finished (half-closed) its side.
+        #expect(await collect(sink) == [126] + IdentifyFixture.kuboMessage)
     }
 
-    @Test func identifyInitiatorChecksThePeer() throws {
+    @Test func identifyRequestChecksThePeer() async throws {
         let key = try PublicKey(protobuf: IdentifyFixture.publicKeyProtobuf)
-        let channel = EmbeddedChannel()
-        let promise = channel.eventLoop.makePromise(of: IdentifyMessage.self)
-        try channel.pipeline.syncOperations.addHandler(IdentifyInitiatorHandler(promise: promise, expectedPeer: key.peerID))
-        try channel.writeInbound(ByteBuffer(bytes: [126] + IdentifyFixture.kuboMessage.prefix(50)))
-        try channel.writeInbound(ByteBuffer(bytes: IdentifyFixture.kuboMessage.dropFirst(50)))
-        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
-        let message = try promise.futureResult.wait()
+        let (inbound, source) = Inbound.makeTestingStream()
+        let (outbound, sink) = Outbound.makeTestingWriter()
+        source.yield(ByteBuffer(bytes: [126] + IdentifyFixture.kuboMessage.prefix(50)))
+        source.yield(ByteBuffer(bytes: IdentifyFixture.kuboMessage.dropFirst(50)))
+        source.finish()
+        let message = try await IdentifyService.request(inbound: inbound, outbound: outbound, expectedPeer: key.peerID)
         #expect(message.agentVersion == "kubo/0.22.0/")
+        // The initiator has nothing to say: it half-closed without writing.
+        #expect(await collect(sink).isEmpty)
 
-        // The same message read by a dialer that authenticated a different peer.
         let other = PrivateKey.generateEd25519().peerID
-        let wrong = EmbeddedChannel()
-        let wrongPromise = wrong.eventLoop.makePromise(of: IdentifyMessage.self)
-        try wrong.pipeline.syncOperations.addHandler(IdentifyInitiatorHandler(promise: wrongPromise, expectedPeer: other))
-        try wrong.writeInbound(ByteBuffer(bytes: [126] + IdentifyFixture.kuboMessage))
-        wrong.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
-        #expect(throws: IdentifyError.publicKeyMismatch(expected: "\(other)", got: "\(key.peerID)")) {
-            try wrongPromise.futureResult.wait()
+        let (inbound2, source2) = Inbound.makeTestingStream()
+        let (outbound2, _) = Outbound.makeTestingWriter()
+        source2.yield(ByteBuffer(bytes: [126] + IdentifyFixture.kuboMessage))
+        source2.finish()
+        await #expect(throws: IdentifyError.publicKeyMismatch(expected: "\(other)", got: "\(key.peerID)")) {
+            try await IdentifyService.request(inbound: inbound2, outbound: outbound2, expectedPeer: other)
         }
     }
 
-    @Test func identifyInitiatorTimesOut() throws {
-        let channel = EmbeddedChannel()
-        let promise = channel.eventLoop.makePromise(of: IdentifyMessage.self)
-        try channel.pipeline.syncOperations.addHandler(
-            IdentifyInitiatorHandler(promise: promise, expectedPeer: nil, timeout: .seconds(5)))
-        channel.embeddedEventLoop.advanceTime(by: .seconds(6))
-        #expect(throws: IdentifyTimeout.self) { try promise.futureResult.wait() }
+    @Test func identifyRequestTimesOut() async throws {
+        let (inbound, source) = Inbound.makeTestingStream()
+        let (outbound, _) = Outbound.makeTestingWriter()
+        source.yield(ByteBuffer(bytes: [126]))
+        await #expect(throws: IdentifyTimeout()) {
+            try await IdentifyService.request(inbound: inbound, outbound: outbound, expectedPeer: nil,
+                                              timeout: .milliseconds(50))
+        }
+        source.finish()
     }
 
-    @Test func pingResponderEchoesUntilInputCloses() throws {
-        let (channel, recorder) = try channel(with: PingResponderHandler(logger: logger))
+    @Test func pingResponderEchoesAndEnforcesTheStreamLimit() async throws {
+        let service = PingService()
+        let peer = PrivateKey.generateEd25519().peerID
         let payload = PingInitiator.randomPayload()
-        try channel.writeInbound(ByteBuffer(bytes: payload.prefix(10)))
-        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
-        try channel.writeInbound(ByteBuffer(bytes: payload.dropFirst(10)))
-        #expect(try channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(bytes: payload))
-        #expect(!recorder.outputClosed)
-        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
-        #expect(recorder.outputClosed)
+        // Two streams stay open (their remote has not closed yet)...
+        var sources: [Inbound.TestSource] = []
+        var tasks: [Task<Int, any Error>] = []
+        var sinks: [Outbound.TestSink] = []
+        for _ in 0..<2 {
+            let (inbound, source) = Inbound.makeTestingStream()
+            let (outbound, sink) = Outbound.makeTestingWriter()
+            sources.append(source)
+            sinks.append(sink)
+            tasks.append(Task { try await service.respond(to: peer, inbound: inbound, outbound: outbound) })
+        }
+        // ...once both are counted, a third from the same peer is refused.
+        var iterator = sinks[0].makeAsyncIterator()
+        sources[0].yield(ByteBuffer(bytes: payload.prefix(10)))
+        sources[0].yield(ByteBuffer(bytes: payload.dropFirst(10)))
+        #expect(await iterator.next() == ByteBuffer(bytes: payload))
+        var second = sinks[1].makeAsyncIterator()
+        sources[1].yield(ByteBuffer(bytes: payload))
+        #expect(await second.next() == ByteBuffer(bytes: payload))
+        #expect(service.openStreams(from: peer) == 2)
+        let (inbound3, _) = Inbound.makeTestingStream()
+        let (outbound3, _) = Outbound.makeTestingWriter()
+        await #expect(throws: PingError.tooManyStreams(limit: 2)) {
+            try await service.respond(to: peer, inbound: inbound3, outbound: outbound3)
+        }
+        // Another peer is not affected.
+        let (inbound4, source4) = Inbound.makeTestingStream()
+        let (outbound4, _) = Outbound.makeTestingWriter()
+        source4.finish()
+        #expect(try await service.respond(to: PrivateKey.generateEd25519().peerID, inbound: inbound4,
+                                          outbound: outbound4) == 0)
+        // The remote half-closes: the responder half-closes too (the sink ends) and frees its slot.
+        sources[0].yield(ByteBuffer(bytes: payload.prefix(3)))
+        sources[0].finish()
+        #expect(await iterator.next() == nil)
+        #expect(try await tasks[0].value == 1)
+        #expect(service.openStreams(from: peer) == 1)
+        sources[1].finish()
+        #expect(try await tasks[1].value == 1)
+        #expect(service.openStreams(from: peer) == 0)
     }
 
-    @Test func pingInitiatorAndResponderTalk() throws {
-        // Two embedded channels joined by hand: what the initiator writes is fed to the responder and back.
-        var promise: EventLoopPromise<[Duration]>?
-        let (client, clientRecorder) = try channel { loop in
-            promise = loop.makePromise(of: [Duration].self)
-            return PingInitiatorHandler(count: 3, promise: promise!)
+    @Test func pingInitiatorMeasuresAgainstAnEcho() async throws {
+        let (inbound, source) = Inbound.makeTestingStream()
+        let (outbound, sink) = Outbound.makeTestingWriter()
+        // The "remote" echoes whatever the initiator writes.
+        let echo = Task {
+            var count = 0
+            for await chunk in sink {
+                source.yield(chunk)
+                count += 1
+            }
+            source.finish()
+            return count
         }
-        let (server, _) = try channel(with: PingResponderHandler(logger: logger))
-        var rounds = 0
-        while let out = try client.readOutbound(as: ByteBuffer.self) {
-            try server.writeInbound(out)
-            while let echo = try server.readOutbound(as: ByteBuffer.self) { try client.writeInbound(echo) }
-            rounds += 1
-        }
-        #expect(rounds == 3)
-        let rtts = try #require(promise).futureResult.wait()
+        let rtts = try await PingService.ping(count: 3, inbound: inbound, outbound: outbound)
         #expect(rtts.count == 3)
-        #expect(rtts.allSatisfy { $0 >= .zero })
-        // After the last echo the initiator ends its write side.
-        #expect(clientRecorder.outputClosed)
+        #expect(await echo.value == 3)
     }
 
-    @Test func pingInitiatorFailsOnACorruptEcho() throws {
-        let channel = EmbeddedChannel()
-        let promise = channel.eventLoop.makePromise(of: [Duration].self)
-        try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-        try channel.pipeline.syncOperations.addHandler(PingInitiatorHandler(count: 1, promise: promise))
-        var sent = try #require(try channel.readOutbound(as: ByteBuffer.self))
-        var bytes = sent.readBytes(length: 32)!
-        bytes[0] ^= 0xff
-        try? channel.writeInbound(ByteBuffer(bytes: bytes))
-        #expect(throws: PingError.payloadMismatch) { try promise.futureResult.wait() }
+    @Test func pingInitiatorRefusesACorruptEchoAndAnEarlyClose() async throws {
+        let (inbound, source) = Inbound.makeTestingStream()
+        let (outbound, sink) = Outbound.makeTestingWriter()
+        let corrupt = Task {
+            for await chunk in sink {
+                var bytes = Array(chunk.readableBytesView)
+                bytes[0] ^= 0xff
+                source.yield(ByteBuffer(bytes: bytes))
+            }
+        }
+        await #expect(throws: PingError.payloadMismatch) {
+            try await PingService.ping(count: 1, inbound: inbound, outbound: outbound)
+        }
+        corrupt.cancel()
+
+        let (inbound2, source2) = Inbound.makeTestingStream()
+        let (outbound2, _) = Outbound.makeTestingWriter()
+        source2.finish()
+        await #expect(throws: PingError.closedBeforeEcho) {
+            try await PingService.ping(count: 1, inbound: inbound2, outbound: outbound2)
+        }
     }
 }
