@@ -61,9 +61,9 @@ enum IdentifyFixture {
         #expect(message.protobufEncoding == IdentifyFixture.kuboMessage)
         var buffer = ByteBuffer()
         message.writeDelimited(into: &buffer)
-        // 126 bytes of body: a one-byte uvarint length prefix.
-        #expect(IdentifyFixture.kuboMessage.count == 126)
-        #expect(Array(buffer.readableBytesView) == [126] + IdentifyFixture.kuboMessage)
+        // 120 bytes of body: a one-byte uvarint length prefix.
+        #expect(IdentifyFixture.kuboMessage.count == 120)
+        #expect(Array(buffer.readableBytesView) == [120] + IdentifyFixture.kuboMessage)
     }
 
     @Test func edgeswapMessageRoundTrips() throws {
@@ -118,7 +118,7 @@ enum IdentifyFixture {
 
     @Test func readsOneMessageFedByteByByte() throws {
         var reader = IdentifyReader()
-        for byte in [UInt8(126)] + IdentifyFixture.kuboMessage {
+        for byte in [UInt8(120)] + IdentifyFixture.kuboMessage {
             try reader.receive(ByteBuffer(bytes: [byte]))
         }
         #expect(reader.messageCount == 1)
@@ -152,7 +152,7 @@ enum IdentifyFixture {
 
     @Test func refusesTruncationAndEmptyStreams() throws {
         var truncated = IdentifyReader()
-        try truncated.receive(ByteBuffer(bytes: [126] + IdentifyFixture.kuboMessage.prefix(10)))
+        try truncated.receive(ByteBuffer(bytes: [120] + IdentifyFixture.kuboMessage.prefix(10)))
         #expect(throws: IdentifyError.truncated(buffered: 11)) { try truncated.finish() }
 
         var empty = IdentifyReader()

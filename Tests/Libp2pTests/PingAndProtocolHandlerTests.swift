@@ -93,14 +93,14 @@ import Testing
         let (outbound, sink) = Outbound.makeTestingWriter()
         try await IdentifyService.respond(with: message, outbound: outbound)
         // The sink ends only because the responder finished (half-closed) its side.
-        #expect(await collect(sink) == [126] + IdentifyFixture.kuboMessage)
+        #expect(await collect(sink) == [120] + IdentifyFixture.kuboMessage)
     }
 
     @Test func identifyRequestChecksThePeer() async throws {
         let key = try PublicKey(protobuf: IdentifyFixture.publicKeyProtobuf)
         let (inbound, source) = Inbound.makeTestingStream()
         let (outbound, sink) = Outbound.makeTestingWriter()
-        source.yield(ByteBuffer(bytes: [126] + IdentifyFixture.kuboMessage.prefix(50)))
+        source.yield(ByteBuffer(bytes: [120] + IdentifyFixture.kuboMessage.prefix(50)))
         source.yield(ByteBuffer(bytes: IdentifyFixture.kuboMessage.dropFirst(50)))
         source.finish()
         let message = try await IdentifyService.request(inbound: inbound, outbound: outbound, expectedPeer: key.peerID)
@@ -111,7 +111,7 @@ import Testing
         let other = PrivateKey.generateEd25519().peerID
         let (inbound2, source2) = Inbound.makeTestingStream()
         let (outbound2, _) = Outbound.makeTestingWriter()
-        source2.yield(ByteBuffer(bytes: [126] + IdentifyFixture.kuboMessage))
+        source2.yield(ByteBuffer(bytes: [120] + IdentifyFixture.kuboMessage))
         source2.finish()
         await #expect(throws: IdentifyError.publicKeyMismatch(expected: "\(other)", got: "\(key.peerID)")) {
             try await IdentifyService.request(inbound: inbound2, outbound: outbound2, expectedPeer: other)
@@ -121,7 +121,7 @@ import Testing
     @Test func identifyRequestTimesOut() async throws {
         let (inbound, source) = Inbound.makeTestingStream()
         let (outbound, _) = Outbound.makeTestingWriter()
-        source.yield(ByteBuffer(bytes: [126]))
+        source.yield(ByteBuffer(bytes: [120]))
         await #expect(throws: IdentifyTimeout()) {
             try await IdentifyService.request(inbound: inbound, outbound: outbound, expectedPeer: nil,
                                               timeout: .milliseconds(50))

@@ -135,7 +135,7 @@ public struct PingInitiator: Sendable {
 /// Counts inbound ping streams per peer and refuses a third one (ping.md: "SHOULD accept at most two
 /// streams per peer"). One instance belongs to a connection, or to a host keyed by peer.
 public struct PingStreamLimiter<Peer: Hashable & Sendable>: Sendable {
-    private var open: [Peer: Int] = [:]
+    private var counts: [Peer: Int] = [:]
     /// The per-peer limit.
     public let limit: Int
 
@@ -146,17 +146,17 @@ public struct PingStreamLimiter<Peer: Hashable & Sendable>: Sendable {
 
     /// Registers a new stream from `peer`; throws when the peer is at the limit.
     public mutating func open(from peer: Peer) throws(PingError) {
-        let count = open[peer, default: 0]
+        let count = counts[peer, default: 0]
         guard count < limit else { throw .tooManyStreams(limit: limit) }
-        open[peer] = count + 1
+        counts[peer] = count + 1
     }
 
     /// A stream from `peer` ended.
     public mutating func close(from peer: Peer) {
-        guard let count = open[peer] else { return }
-        open[peer] = count > 1 ? count - 1 : nil
+        guard let count = counts[peer] else { return }
+        counts[peer] = count > 1 ? count - 1 : nil
     }
 
     /// Streams open from `peer`.
-    public func count(from peer: Peer) -> Int { open[peer, default: 0] }
+    public func count(from peer: Peer) -> Int { counts[peer, default: 0] }
 }
