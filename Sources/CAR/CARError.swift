@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Multiformats
 
 /// Why a CAR file, CAR header or CAR index was rejected. Every case names the rule that failed, so a
@@ -83,7 +90,8 @@ public enum CARError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .io(let op, let errno): return "\(op) failed: errno \(errno)"
+        case .io(let op, let code):
+            return "\(op) failed: \(String(cString: strerror(code))) (errno \(code))"
         case .truncatedHeader: return "truncated CAR header"
         case .invalidHeaderLengthVarint(let e): return "invalid CAR header length varint: \(e)"
         case .emptyHeader: return "empty CAR header"

@@ -1,6 +1,6 @@
 import ArgumentParser
 
-/// The `edgeswap` command line: the server and its offline tools for CAR files, indexes and identity keys.
+/// The `edgeswap` command line: the server and its offline tools for CAR files and indexes.
 @main
 struct Edgeswap: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,6 +11,6 @@ struct Edgeswap: AsyncParsableCommand {
             files located through CARv2 MultihashIndexSorted indexes. The subcommands below build and inspect \
             those files and manage the server's identity key.
             """,
-        subcommands: [FixturesCommand.self, IngestCommand.self, KeyCommand.self]
+        subcommands: [IndexCommand.self, InspectCommand.self, IngestCommand.self, FixturesCommand.self, KeyCommand.self]
     )
 }

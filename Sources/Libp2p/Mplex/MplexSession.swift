@@ -74,6 +74,9 @@ public struct MplexSession: StreamMuxerStateMachine {
     /// Number of live streams.
     public var streamCount: Int { self.streams.count }
 
+    /// mplex has no flow control, so nothing is ever held back.
+    public func queuedBytes(on id: MuxedStreamID) -> Int { 0 }
+
     /// Whether the stream was opened by the peer.
     public static func isRemotelyOpened(_ id: MuxedStreamID) -> Bool { id.rawValue & 1 == 1 }
 

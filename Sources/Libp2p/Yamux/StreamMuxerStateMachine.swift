@@ -99,6 +99,8 @@ public protocol StreamMuxerStateMachine {
     mutating func releaseWindow(_ bytes: Int, on id: MuxedStreamID)
     /// Ends the session politely (yamux GoAway normal).
     mutating func goAway()
+    /// Bytes written on a stream but held back by flow control (always 0 for mplex).
+    func queuedBytes(on id: MuxedStreamID) -> Int
     /// Bytes to write to the connection, or nil if none are pending.
     mutating func takeOutboundBytes() -> ByteBuffer?
     /// The next event, or nil when none is pending.
