@@ -102,6 +102,8 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOWebSocket", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
