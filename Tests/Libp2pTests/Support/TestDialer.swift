@@ -73,9 +73,16 @@ struct TestDialer {
     }
 
     /// Reads until the listener closes the connection; returns the bytes seen meanwhile.
+    /// A reset (ECONNRESET: the listener closed with our bytes unread) counts as closed; a timeout throws.
     mutating func readUntilClosed(_ step: String) async throws -> Int {
         var total = 0
-        while let chunk = try await readRaw(step) { total += chunk.readableBytes }
+        do {
+            while let chunk = try await readRaw(step) { total += chunk.readableBytes }
+        } catch let error as TestDialerError {
+            throw error
+        } catch {
+            // The connection ended with an error (reset): closed all the same.
+        }
         return total
     }
 
