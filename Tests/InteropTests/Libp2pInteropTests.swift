@@ -17,12 +17,13 @@ import Testing
     }
 
     /// Starts `edgeswap serve` on a fresh /ws port (and a /wss one with `certificates`).
-    private func serve(key: String, certificates: TestCertificates? = nil,
+    private func serve(key: String, certificates: TestCertificates? = nil, announce: [String] = [],
                        directory: TestDirectory) async throws -> EdgeswapServe {
         let store = directory.path("store")
         try FileManager.default.createDirectory(at: store, withIntermediateDirectories: true)
         var arguments = ["--store", store.path, "--key", key, "--log-level", "debug",
                          "--listen", "/ip4/127.0.0.1/tcp/\(try LoopbackPorts.allocate())/ws"]
+        arguments += announce.flatMap { ["--announce", $0] }
         if let certificates {
             arguments += ["--listen", "/ip4/127.0.0.1/tcp/\(try LoopbackPorts.allocate())/wss",
                           "--tls-cert", certificates.cert, "--tls-key", certificates.key]
@@ -47,6 +48,20 @@ import Testing
         #expect(report.connected)
         #expect(report.listed, "kubo peers: \(report.peers)")
         print("kubo (\(identity.rawValue)) connected over /ws in \(report.seconds) s")
+    }
+
+    /// Identify seen from kubo's side: after Connect (which waits for identify) kubo's peerstore holds the
+    /// address edgeswap announced, which kubo can only have learnt from edgeswap's identify message.
+    @Test func kuboLearnsTheAnnouncedAddressThroughIdentify() async throws {
+        let directory = try TestDirectory(name: "kubo-edgeswap-identify")
+        defer { directory.remove() }
+        let key = try await makeKey("ed25519", directory: directory)
+        let announced = "/dns4/edge.example.com/tcp/443/wss"
+        let server = try await serve(key: key.path, announce: [announced], directory: directory)
+        defer { server.process.terminate() }
+        let report = try await Kubo.connect(to: try server.listener(secure: false).multiaddr, directory: directory)
+        #expect(report.ok && report.listed, "\(report)\n\(server.process.stderr())")
+        #expect(report.addrs?.contains(announced) == true, "kubo's addresses for edgeswap: \(report.addrs ?? [])")
     }
 
     @Test func kuboConnectsToAnRSAEdgeswap() async throws {
