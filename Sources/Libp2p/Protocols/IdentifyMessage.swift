@@ -70,8 +70,8 @@ public struct IdentifyMessage: Sendable, Equatable {
 
     /// The message edgeswap sends about itself: `protocolVersion` "ipfs/0.1.0", the agent version, our public
     /// key, listen addresses (without `/p2p/`), the observed address of the remote, and the protocols we
-    /// accept inbound. Identify spec: "protocols: a list of protocols supported by the peer"; the anchors note
-    /// says list only protocols accepted inbound, so peers never open streams we would refuse.
+    /// accept inbound. identify/README.md: protocols "is a list of protocols supported by the peer"; we list
+    /// only protocols accepted inbound, so peers never open streams we would refuse.
     public init(localKey: PublicKey, agentVersion: String, listenAddrs: [Multiaddr], observedAddr: Multiaddr?,
                 protocols: [String]) {
         self.init(protocolVersion: Self.libp2pProtocolVersion, agentVersion: agentVersion,

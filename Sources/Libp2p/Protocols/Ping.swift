@@ -9,7 +9,7 @@ public enum Ping {
     /// ping.md: "The dialing peer MUST NOT keep more than one outbound stream for the ping protocol per peer.
     /// The listening peer SHOULD accept at most two streams per peer".
     public static let maximumInboundStreamsPerPeer = 2
-    /// ping.md: "the dialer sends 32 bytes of random binary data".
+    /// ping.md: "The dialing peer sends a 32-byte payload of random binary data on an open stream."
     public static let payloadSize = 32
 }
 
@@ -41,8 +41,9 @@ public enum PingError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// The listening side of ping: echoes every complete 32-byte payload until the remote closes its write
-/// side, then closes ours. ping.md: "The listening peer ... MUST echo back the same 32 bytes ... the
-/// dialing peer MAY send multiple pings on the same stream".
+/// side, then closes ours. ping.md: "The listening peer echoes the same 32-byte payload back to the dialing
+/// peer", and "the listening peer SHOULD finish writing the echoed payload and then exit the loop and close
+/// the stream" once the dialer closed its write side.
 public struct PingResponder: Sendable {
     /// What the stream handler must do after an event.
     public enum Action: Equatable, Sendable {
@@ -132,8 +133,8 @@ public struct PingInitiator: Sendable {
     }
 }
 
-/// Counts inbound ping streams per peer and refuses a third one (ping.md: "SHOULD accept at most two
-/// streams per peer"). One instance belongs to a connection, or to a host keyed by peer.
+/// Counts inbound ping streams per peer and refuses a third one (ping.md: "The listening peer SHOULD accept
+/// at most two streams per peer"). One instance belongs to a connection, or to a host keyed by peer.
 public struct PingStreamLimiter<Peer: Hashable & Sendable>: Sendable {
     private var counts: [Peer: Int] = [:]
     /// The per-peer limit.

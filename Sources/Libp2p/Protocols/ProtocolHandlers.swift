@@ -11,8 +11,8 @@ public enum IdentifyService {
     /// go-libp2p's identify timeout (`Timeout = 5 * time.Second` in id.go).
     public static let defaultTimeout: Duration = .seconds(5)
 
-    /// The responder: writes one length-delimited message and half-closes. Identify spec: the listener
-    /// "sends back an Identify message ... and closes the stream".
+    /// The responder: writes one length-delimited message and half-closes. identify/README.md: "The peer being
+    /// identified responds by returning an `Identify` message and closes the stream."
     public static func respond(with message: IdentifyMessage,
                                outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
         var buffer = ByteBuffer()
@@ -22,8 +22,10 @@ public enum IdentifyService {
     }
 
     /// The initiator: half-closes its own side (it has nothing to send), reads the remote's messages until
-    /// the remote closes, merges them, and, with `expectedPeer`, checks the public key names that peer
-    /// (identify spec: the key "MUST" match the authenticated peer). Fails after `timeout`.
+    /// the remote closes, merges them, and, with `expectedPeer`, checks that the public key belongs to that
+    /// peer. The spec only says publicKey "is the public key of the peer"; a key that names another peer than
+    /// the one Noise authenticated is refused here (go-libp2p also checks it against the connection's peer).
+    /// Fails after `timeout`.
     public static func request(
         inbound: NIOAsyncChannelInboundStream<ByteBuffer>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
         expectedPeer: PeerID?, timeout: Duration = defaultTimeout
@@ -60,7 +62,8 @@ public struct PingTimeout: Error, Sendable, Equatable, CustomStringConvertible {
 public final class PingService: Sendable {
     private let limiter: Mutex<PingStreamLimiter<PeerID>>
 
-    /// Creates the service; `maximumStreamsPerPeer` follows ping.md ("at most two streams per peer").
+    /// Creates the service; `maximumStreamsPerPeer` follows ping.md ("The listening peer SHOULD accept at most
+    /// two streams per peer").
     public init(maximumStreamsPerPeer: Int = Ping.maximumInboundStreamsPerPeer) {
         self.limiter = Mutex(PingStreamLimiter(limit: maximumStreamsPerPeer))
     }
