@@ -105,11 +105,13 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOWebSocket", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
-            "EdgeswapServer", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
+            "EdgeswapServer", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
         ],
                     swiftSettings: strictSettings),
     ],
