@@ -86,6 +86,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "BigInt", package: "BigInt"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: ["EdgeswapServer", "CAR", "Multiformats"],
                     swiftSettings: strictSettings),

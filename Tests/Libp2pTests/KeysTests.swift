@@ -1,6 +1,7 @@
 // edgeswap: tests for libp2p keys and peer IDs against libp2p/specs peer-ids.md vectors and keys made by
 // Python `cryptography` (Fixtures/conformance/peer-ids/).
 
+import BigInt
 import Foundation
 import Multiformats
 import Testing
@@ -337,5 +338,28 @@ enum KeysNoiseFixtures {
         let minimal = "{\"privKey\":\"\(object["privKey"]!)\"}"
         #expect(try PrivateKey(peerIDJSON: Array(minimal.utf8)).peerID == key.peerID)
         #expect(throws: KeyError.self) { try PrivateKey(peerIDJSON: Array("{}".utf8)) }
+    }
+}
+
+// MARK: - secp256k1 field arithmetic against arbitrary-precision integers
+
+@Suite struct KeysSecp256k1FieldTests {
+    @Test func fieldOperationsMatchBigUInt() throws {
+        let p = Secp256k1.p
+        var values: [BigUInt] = [0, 1, 2, p - 1, p - 2, p - BigUInt(1) << 32, BigUInt(1) << 255, (BigUInt(1) << 256) - p]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<40 { values.append(BigUInt.randomInteger(lessThan: p, using: &generator)) }
+        for a in values {
+            for b in values.prefix(12) {
+                let fa = Secp256k1Field(a)
+                let fb = Secp256k1Field(b)
+                #expect((fa * fb).bigUInt == (a * b) % p)
+                #expect((fa + fb).bigUInt == (a + b) % p)
+                #expect((fa - fb).bigUInt == (a + p - b) % p)
+            }
+            if !a.isZero {
+                #expect((Secp256k1Field(a).inverse * Secp256k1Field(a)) == Secp256k1Field.one)
+            }
+        }
     }
 }
