@@ -207,6 +207,19 @@ enum KeysNoiseFixtures {
         #expect(peerID.embeddedPublicKey == publicKey)
     }
 
+    @Test func hoverboardProductionAndStagingPeerIDs() throws {
+        // Published in the Hoverboard README (storacha/hoverboard): production uses a sha256-hashed key in CID
+        // form, staging an RSA-style Qm… id. The other forms were computed independently in Python.
+        let production = try PeerID(string: "bafzbeibhqavlasjc7dvbiopygwncnrtvjd2xmryk5laib7zyjor6kf3avm")
+        #expect(production.multihash.code == Multicodec.sha2_256)
+        #expect(production.description == "QmQzqxhK82kAmKvARFZSkUVS6fo9sySaiogAnx5EnZ6ZmC")
+        #expect(try PeerID(string: "QmQzqxhK82kAmKvARFZSkUVS6fo9sySaiogAnx5EnZ6ZmC") == production)
+        let staging = try PeerID(string: "Qmc5vg9zuLYvDR1wtYHCaxjBHenfCNautRwCjG3n5v5fbs")
+        #expect(staging.cidString == "bafzbeigmhx2uheblhy3fzkwtpyy4hknlu6bkjoujifgtw6hooojkjzll5y")
+        #expect(staging.embeddedPublicKey == nil)
+        #expect(staging != production)
+    }
+
     @Test func specExamplesParse() throws {
         // peer-ids.md § Decoding examples.
         let sha = try PeerID(string: "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N")
