@@ -9,8 +9,11 @@ struct Edgeswap: AsyncParsableCommand {
         discussion: """
             IPFS peers dial edgeswap over WebSocket and fetch blocks with Bitswap; the blocks come from CARv1/CARv2 \
             files located through CARv2 MultihashIndexSorted indexes. The subcommands below build and inspect \
-            those files and manage the server's identity key.
+            those files, manage the server's identity key and run the server.
             """,
-        subcommands: [IndexCommand.self, InspectCommand.self, IngestCommand.self, FixturesCommand.self, KeyCommand.self]
+        subcommands: [
+            IndexCommand.self, InspectCommand.self, IngestCommand.self, FixturesCommand.self, KeyCommand.self,
+            ServeCommand.self,
+        ]
     )
 }

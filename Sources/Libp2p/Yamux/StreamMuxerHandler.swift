@@ -52,7 +52,7 @@ public final class StreamMuxerHandler<Muxer: StreamMuxerStateMachine>: ChannelIn
 
     public func channelInactive(context: ChannelHandlerContext) {
         for channel in self.streams.values {
-            channel.sessionFailed(ChannelError.eof)
+            channel.sessionFailed(StreamMuxerError.sessionClosed)
         }
         self.streams.removeAll()
         context.fireChannelInactive()
