@@ -19,8 +19,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // secp256k1 signature verification (libp2p KeyType 2): swift-crypto has no secp256k1 curve.
+        .package(url: "https://github.com/attaswift/BigInt.git", from: "6.0.1"),
     ],
     targets: [
         .target(
@@ -50,10 +53,13 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "BigInt", package: "BigInt"),
             ],
             swiftSettings: strictSettings
         ),
@@ -72,12 +78,18 @@ let package = Package(
                 "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "EdgeswapBench",
-            dependencies: ["Multiformats", "CAR", "Libp2p", "EdgeswapServer"],
+            dependencies: [
+                "Multiformats", "CAR", "Libp2p", "EdgeswapServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "MultiformatsTests", dependencies: ["Multiformats"],
@@ -90,11 +102,17 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "BigInt", package: "BigInt"),
         ], swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
-            "EdgeswapServer", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
+            "EdgeswapServer", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
         ],
                     swiftSettings: strictSettings),
     ],

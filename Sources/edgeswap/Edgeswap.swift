@@ -9,8 +9,11 @@ struct Edgeswap: AsyncParsableCommand {
         discussion: """
             IPFS peers dial edgeswap over WebSocket and fetch blocks with Bitswap; the blocks come from CARv1/CARv2 \
             files located through CARv2 MultihashIndexSorted indexes. The subcommands below build and inspect \
-            those files.
+            those files, run the server and manage its identity key.
             """,
-        subcommands: [IngestCommand.self, IndexCommand.self, InspectCommand.self, FixturesCommand.self]
+        subcommands: [
+            ServeCommand.self, IngestCommand.self, IndexCommand.self, InspectCommand.self, KeyCommand.self,
+            FixturesCommand.self,
+        ]
     )
 }

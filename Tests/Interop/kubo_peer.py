@@ -10,7 +10,8 @@ Actions (each prints exactly one JSON line on stdout; logs go to stderr):
           {"ok", "peer_id", "maddr", "cids": [{"file", "kind", "cid", "size", "sha256", "blocks"}]}
           (also written to --info), then stays up until SIGTERM/SIGINT, stdin EOF or --max-seconds.
   connect --peer MADDR
-          ConnectToPeer, then ListPeers: {"ok", "connected", "listed", "seconds", "peers"}.
+          ConnectToPeer, then ListPeers and FindPeer: {"ok", "connected", "listed", "seconds", "peers",
+          "addrs"} (addrs: the peerstore's addresses for the peer, which include those it announced in identify).
           ok means connected and the peer's ID is listed.
   fetch   --peer MADDR --cid CID [--cid ...] --out-dir DIR
           connect as above, then Download each CID with --timeout:
@@ -173,10 +174,21 @@ def connect(node: Kubo, maddr: str, timeout: float) -> dict:
     seconds = round(time.monotonic() - t0, 3)
     peers = node.peers()
     result = {"connected": rc == 0, "listed": peer_id_of(maddr) in peers, "seconds": seconds,
-              "peers": peers}
+              "peers": peers, "addrs": peer_addrs(node, peer_id_of(maddr)) if rc == 0 else []}
     if rc != 0:
         result["error"] = err or "ConnectToPeer returned %s" % rc
     return result
+
+
+def peer_addrs(node: Kubo, peer_id: str) -> list:
+    """The addresses kubo's peerstore holds for a connected peer: the dialed one plus the listen addresses
+    the peer announced in identify (go-libp2p's Connect waits for identify)."""
+    text, _ = call_with_timeout(lambda: node.string(node.lib.FindPeer(node._r, peer_id.encode(), 5)), 10)
+    try:
+        value = json.loads(text) if isinstance(text, str) and text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 def serve(node: Kubo, a) -> None:

@@ -73,6 +73,8 @@ struct KuboConnectReport: Decodable, Sendable {
     let listed: Bool
     let seconds: Double
     let peers: [String]
+    /// kubo's peerstore addresses for the dialed peer: the dialed one plus those announced in identify.
+    let addrs: [String]?
     let error: String?
 }
 

@@ -1,0 +1,214 @@
+import ArgumentParser
+import Dispatch
+import EdgeswapServer
+import Foundation
+import Libp2p
+import Logging
+import Multiformats
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `edgeswap serve`: runs the libp2p host (WebSocket + Noise + yamux/mplex, identify, ping).
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the libp2p server: listen on WebSocket addresses and answer identify and ping.",
+        discussion: """
+            Prints one line `listening <multiaddr>/p2p/<peer id>` on stdout per listener once it is bound (port 0 \
+            is replaced by the real port), logs to stderr, and shuts down gracefully on SIGTERM or SIGINT (GoAway \
+            to every peer, running streams get --shutdown-grace seconds).
+
+            Identity: --key FILE (a libp2p PrivateKey protobuf, as `ipfs key export` or `edgeswap key` write), \
+            or else the environment variable EDGESWAP_PRIVATE_KEY (base64 of that protobuf), or else \
+            PEER_ID_JSON (Hoverboard's {"id","privKey","pubKey"} JSON). Every instance given the same key \
+            announces the same peer id.
+
+            Bitswap serving from --store arrives in a later version; the store is validated now.
+            """)
+
+    @Option(name: .long, help: "Store directory (as written by `edgeswap ingest`). Must exist.")
+    var store: String
+
+    @Option(name: .long, help: "Private key file (libp2p PrivateKey protobuf). Default: $EDGESWAP_PRIVATE_KEY, then $PEER_ID_JSON.")
+    var key: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Address to listen on; repeat for several.",
+        discussion: "/ip4|ip6|dns4/HOST/tcp/PORT/ws, /…/tcp/PORT/wss or /…/tcp/PORT/tls/ws (TLS needs --tls-cert and --tls-key). PORT 0 picks a free port."))
+    var listen: [String] = []
+
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain (leaf first) for wss listeners.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key for wss listeners.")
+    var tlsKey: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Public address to announce in identify instead of the bound ones; repeat for several.",
+        discussion: "For example /dns4/edge.example.com/tcp/443/wss when a load balancer fronts the server."))
+    var announce: [String] = []
+
+    @Option(name: .customLong("handshake-timeout"),
+            help: "Seconds from the WebSocket upgrade until a connection is ready (multistream-select, Noise, muxer); slower peers are dropped.")
+    var handshakeTimeout: Double = 10
+
+    @Option(name: .customLong("max-connections"),
+            help: "Connections open at once; further ones are closed right after the WebSocket upgrade.")
+    var maxConnections: Int = 4096
+
+    @Option(name: .customLong("max-streams-per-connection"),
+            help: "Streams open at once per connection and direction; further inbound streams are reset.")
+    var maxStreamsPerConnection: Int = 256
+
+    @Option(name: .customLong("yamux-window"),
+            help: "Bytes a peer may send on one stream before we grant more (yamux receive window, at least 262144).")
+    var yamuxWindow: UInt32 = 256 * 1024
+
+    @Option(name: .customLong("ws-max-frame"),
+            help: "Largest WebSocket frame accepted, in bytes; larger frames close the connection (go-libp2p sends up to 65537).")
+    var wsMaxFrame: Int = 1 << 20
+
+    @Option(name: .customLong("idle-timeout"),
+            help: "Seconds a connection may stay open with no stream before it is closed.")
+    var idleTimeout: Double = 120
+
+    @Option(name: .customLong("shutdown-grace"),
+            help: "Seconds running streams get to finish on shutdown before connections are closed.")
+    var shutdownGrace: Double = 5
+
+    @Option(name: .customLong("log-level"),
+            help: "Minimum level logged to stderr: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard !self.listen.isEmpty else {
+            throw ValidationError("no --listen address, e.g. --listen /ip4/0.0.0.0/tcp/4001/ws")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: self.store, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("--store \(self.store) is not an existing directory")
+        }
+        for text in self.listen + self.announce {
+            do {
+                _ = try WebSocketMultiaddr(try Multiaddr(text))
+            } catch {
+                throw ValidationError("\(text): \(error)")
+            }
+        }
+        guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
+        guard Logger.Level(rawValue: self.logLevel) != nil else {
+            throw ValidationError("--log-level \(self.logLevel): use trace, debug, info, notice, warning, error or critical")
+        }
+        guard self.handshakeTimeout > 0, self.idleTimeout > 0, self.shutdownGrace >= 0 else {
+            throw ValidationError("timeouts must be positive")
+        }
+        guard self.maxConnections > 0, self.maxStreamsPerConnection > 0 else {
+            throw ValidationError("--max-connections and --max-streams-per-connection must be positive")
+        }
+        guard self.yamuxWindow >= 256 * 1024 else { throw ValidationError("--yamux-window must be at least 262144") }
+        guard self.wsMaxFrame >= 65537 else {
+            throw ValidationError("--ws-max-frame must be at least 65537 (one Noise frame)")
+        }
+    }
+
+    /// The identity from --key, $EDGESWAP_PRIVATE_KEY or $PEER_ID_JSON.
+    static func loadIdentity(keyFile: String?, environment: [String: String]) throws -> PrivateKey {
+        if let keyFile {
+            return try PrivateKey(contentsOfFile: keyFile)
+        }
+        if let base64 = environment["EDGESWAP_PRIVATE_KEY"] {
+            guard let bytes = Data(base64Encoded: base64.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw ValidationError("EDGESWAP_PRIVATE_KEY is not base64")
+            }
+            return try PrivateKey(protobuf: [UInt8](bytes))
+        }
+        if let json = environment["PEER_ID_JSON"] {
+            return try PrivateKey(peerIDJSON: Array(json.utf8))
+        }
+        throw ValidationError("no identity: pass --key FILE or set EDGESWAP_PRIVATE_KEY or PEER_ID_JSON")
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: self.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let identity = try Self.loadIdentity(keyFile: self.key, environment: ProcessInfo.processInfo.environment)
+        var limits = Libp2pHostLimits()
+        limits.handshakeTimeout = .nanoseconds(Int64(self.handshakeTimeout * 1e9))
+        limits.maxConnections = self.maxConnections
+        limits.maxStreamsPerConnection = self.maxStreamsPerConnection
+        limits.yamuxStreamWindow = self.yamuxWindow
+        limits.webSocketMaxFrameSize = self.wsMaxFrame
+        limits.idleTimeout = .nanoseconds(Int64(self.idleTimeout * 1e9))
+        limits.shutdownGracePeriod = .nanoseconds(Int64(self.shutdownGrace * 1e9))
+        let configuration = Libp2pHostConfiguration(
+            identity: identity,
+            listenAddresses: try self.listen.map { try Multiaddr($0) },
+            announceAddresses: try self.announce.map { try Multiaddr($0) },
+            tlsCertificateChainFile: self.tlsCert, tlsPrivateKeyFile: self.tlsKey,
+            limits: limits, logger: Logger(label: "edgeswap"))
+        let host = try Libp2pHost(configuration: configuration)
+        let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
+        let addresses: [Multiaddr]
+        do {
+            addresses = try await host.start()
+        } catch {
+            await host.shutdown()
+            throw error
+        }
+        for address in addresses {
+            writeStandardOutput("listening \(address)")
+        }
+        let signal = await signals.next()
+        Logger(label: "edgeswap").info("signal received; shutting down", metadata: ["signal": "\(signal)"])
+        await host.shutdown()
+    }
+}
+
+/// One line to stdout (fd 1), written whole and unbuffered, so a supervisor reading the pipe sees it at once.
+func writeStandardOutput(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + done, $0.count - done) }
+        if n <= 0 { return }
+        done += n
+    }
+}
+
+/// Turns SIGTERM/SIGINT into an awaitable event (the default actions are disabled while it exists).
+final class SignalWaiter: @unchecked Sendable {
+    // @unchecked: the sources are only touched in init; the stream is Sendable.
+    private var sources: [any DispatchSourceSignal] = []
+    private let stream: AsyncStream<Int32>
+    private let continuation: AsyncStream<Int32>.Continuation
+
+    init(signals: [Int32]) {
+        (self.stream, self.continuation) = AsyncStream.makeStream(of: Int32.self)
+        let queue = DispatchQueue(label: "edgeswap.signals")
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            let continuation = self.continuation
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            self.sources.append(source)
+        }
+    }
+
+    /// Waits for the next signal.
+    func next() async -> Int32 {
+        for await number in self.stream { return number }
+        return 0
+    }
+}
