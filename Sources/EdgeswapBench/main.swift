@@ -7,6 +7,11 @@ import Foundation
 let areas: [(name: String, run: () -> Void)] = [
     ("multihash", runMultihashBenchmarks),
     ("car", runCARBenchmarks),
+    ("noise", runNoiseBenchmarks),
+    ("mux", runMuxBenchmarks),
+    ("websocket", runWebSocketBenchmarks),
+    ("host", runHostBenchmarks),
+    ("protocols", runProtocolsBenchmarks),
 ]
 
 let requested = Set(CommandLine.arguments.dropFirst())
