@@ -107,6 +107,7 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "BigInt", package: "BigInt"),
         ], swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),

@@ -162,7 +162,11 @@ public struct IndexSorted: Hashable, Sendable {
     }
 
     public func offset(ofDigest digest: UnsafeRawBufferPointer) -> UInt64? {
-        bucket(digestLength: digest.count)?.offset(ofDigest: digest)
+        // Index loops rather than `first(where:)`: no copy (and retain) of a bucket per lookup.
+        for i in buckets.indices where buckets[i].digestLength == digest.count {
+            return buckets[i].offset(ofDigest: digest)
+        }
+        return nil
     }
 
     public func offset(ofDigest digest: [UInt8]) -> UInt64? {
@@ -237,7 +241,7 @@ public struct MultihashIndexSorted: Hashable, Sendable {
 
     /// The offset stored for the multihash `code` + `digest`, or nil.
     public func offset(code: UInt64, digest: UnsafeRawBufferPointer) -> UInt64? {
-        for group in groups where group.code == code { return group.index.offset(ofDigest: digest) }
+        for i in groups.indices where groups[i].code == code { return groups[i].index.offset(ofDigest: digest) }
         return nil
     }
 

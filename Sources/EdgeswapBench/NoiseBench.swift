@@ -51,7 +51,8 @@ private func benchmarkHandshakes() {
     }
     let elapsed = seconds(since: start)
     let rate = Double(count) / elapsed
-    print("handshakes (initiator+responder, Ed25519): \(Int(rate))/s per core, \(Int(elapsed / Double(count) * 1e6)) µs each")
+    let micros = Int(elapsed / Double(count) * 1e6)
+    print("handshakes (initiator+responder, Ed25519): \(Int(rate))/s per core, \(micros) µs each")
 }
 
 private func benchmarkTransport() {

@@ -30,6 +30,7 @@ public enum BLAKE2b {
         var compressed: UInt64 = 0
         var buffer: (Block, Block) = (Block(), Block())  // 128 bytes
         var bufferLength = 0
+        /// The digest length in bytes (1...64), fixed at creation: it is part of the parameter block.
         public let outputLength: Int
 
         struct Block: Sendable {
@@ -37,6 +38,8 @@ public enum BLAKE2b {
             var b4: UInt64 = 0, b5: UInt64 = 0, b6: UInt64 = 0, b7: UInt64 = 0
         }
 
+        /// A hasher for an unkeyed digest of `outputLength` bytes.
+        ///
         /// - Precondition: `1 <= outputLength <= 64`.
         public init(outputLength: Int) {
             precondition(outputLength >= 1 && outputLength <= BLAKE2b.maxOutputLength, "BLAKE2b output is 1...64 bytes")

@@ -161,7 +161,11 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
 
     /// The multiaddr spec's p2p value: "the peer ID … legacy base58btc-encoded multihash or CIDv1 with
     /// the libp2p-key multicodec" (libp2p/specs peer-ids.md, "String representation").
-    static func parsePeerID(_ text: Substring) throws(MultiformatsError) -> Multihash {
+    ///
+    /// Public because peer IDs appear outside multiaddrs too (configuration, logs); errors are
+    /// `invalidMultiaddr` with the reason.
+    public static func parsePeerID(_ peerID: some StringProtocol) throws(MultiformatsError) -> Multihash {
+        let text = Substring(peerID)
         let bytes: [UInt8]
         if text.hasPrefix("Qm") || text.hasPrefix("1") {
             // peer-ids.md: "If it starts with 1 or Qm, it's a bare base58btc encoded multihash."
@@ -379,6 +383,7 @@ public struct IPv4Address: Hashable, Sendable, CustomStringConvertible {
     /// The address as a big-endian number (127.0.0.1 is 0x7F00_0001).
     public let value: UInt32
 
+    /// The address `a.b.c.d`.
     public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
         value = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
     }

@@ -9,11 +9,11 @@ struct Edgeswap: AsyncParsableCommand {
         discussion: """
             IPFS peers dial edgeswap over WebSocket and fetch blocks with Bitswap; the blocks come from CARv1/CARv2 \
             files located through CARv2 MultihashIndexSorted indexes. The subcommands below build and inspect \
-            those files, manage the server's identity key and run the server.
+            those files, run the server and manage its identity key.
             """,
         subcommands: [
-            IndexCommand.self, InspectCommand.self, IngestCommand.self, FixturesCommand.self, KeyCommand.self,
-            ServeCommand.self,
+            IndexCommand.self, InspectCommand.self, IngestCommand.self, FixturesCommand.self, ServeCommand.self,
+            KeyCommand.self,
         ]
     )
 }

@@ -41,6 +41,12 @@ private final class BackToBack {
                 progress = true
                 if self.client.isActive { try self.client.writeInbound(data) }
             }
+            // A closed side is a closed TCP connection: the other side sees EOF.
+            if self.client.isActive != self.server.isActive {
+                let open = self.client.isActive ? self.client : self.server
+                _ = try? open.close().wait()
+                progress = true
+            }
         }
         return sent
     }

@@ -191,7 +191,8 @@ struct HostLoopbackTests {
             #expect(try PublicKey(protobuf: publicKey).peerID == server.peerID)
             let protocols = Set(fields.filter { $0.0 == 3 }.map { String(decoding: $0.1, as: UTF8.self) })
             #expect(protocols == ["/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", echoProtocol])
-            let listen = fields.filter { $0.0 == 2 }.compactMap { try? Multiaddr(bytes: $0.1) }
+            var listen: [Multiaddr] = []
+            for (number, value) in fields where number == 2 { listen.append(try Multiaddr(bytes: value)) }
             #expect(listen == [address.withoutPeerID])
             let observed = try #require(fields.first { $0.0 == 4 }?.1)
             #expect(try Multiaddr(bytes: observed).description.hasPrefix("/ip4/127.0.0.1/tcp/"))

@@ -1,6 +1,7 @@
 // edgeswap: tests for libp2p keys and peer IDs against libp2p/specs peer-ids.md vectors and keys made by
 // Python `cryptography` (Fixtures/conformance/peer-ids/).
 
+import BigInt
 import Foundation
 import Multiformats
 import Testing
@@ -206,6 +207,19 @@ enum KeysNoiseFixtures {
         #expect(peerID.embeddedPublicKey == publicKey)
     }
 
+    @Test func hoverboardProductionAndStagingPeerIDs() throws {
+        // Published in the Hoverboard README (storacha/hoverboard): production uses a sha256-hashed key in CID
+        // form, staging an RSA-style Qm… id. The other forms were computed independently in Python.
+        let production = try PeerID(string: "bafzbeibhqavlasjc7dvbiopygwncnrtvjd2xmryk5laib7zyjor6kf3avm")
+        #expect(production.multihash.code == Multicodec.sha2_256)
+        #expect(production.description == "QmQzqxhK82kAmKvARFZSkUVS6fo9sySaiogAnx5EnZ6ZmC")
+        #expect(try PeerID(string: "QmQzqxhK82kAmKvARFZSkUVS6fo9sySaiogAnx5EnZ6ZmC") == production)
+        let staging = try PeerID(string: "Qmc5vg9zuLYvDR1wtYHCaxjBHenfCNautRwCjG3n5v5fbs")
+        #expect(staging.cidString == "bafzbeigmhx2uheblhy3fzkwtpyy4hknlu6bkjoujifgtw6hooojkjzll5y")
+        #expect(staging.embeddedPublicKey == nil)
+        #expect(staging != production)
+    }
+
     @Test func specExamplesParse() throws {
         // peer-ids.md § Decoding examples.
         let sha = try PeerID(string: "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N")
@@ -337,5 +351,28 @@ enum KeysNoiseFixtures {
         let minimal = "{\"privKey\":\"\(object["privKey"]!)\"}"
         #expect(try PrivateKey(peerIDJSON: Array(minimal.utf8)).peerID == key.peerID)
         #expect(throws: KeyError.self) { try PrivateKey(peerIDJSON: Array("{}".utf8)) }
+    }
+}
+
+// MARK: - secp256k1 field arithmetic against arbitrary-precision integers
+
+@Suite struct KeysSecp256k1FieldTests {
+    @Test func fieldOperationsMatchBigUInt() throws {
+        let p = Secp256k1.p
+        var values: [BigUInt] = [0, 1, 2, p - 1, p - 2, p - BigUInt(1) << 32, BigUInt(1) << 255, (BigUInt(1) << 256) - p]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<40 { values.append(BigUInt.randomInteger(lessThan: p, using: &generator)) }
+        for a in values {
+            for b in values.prefix(12) {
+                let fa = Secp256k1Field(a)
+                let fb = Secp256k1Field(b)
+                #expect((fa * fb).bigUInt == (a * b) % p)
+                #expect((fa + fb).bigUInt == (a + b) % p)
+                #expect((fa - fb).bigUInt == (a + p - b) % p)
+            }
+            if !a.isZero {
+                #expect((Secp256k1Field(a).inverse * Secp256k1Field(a)) == Secp256k1Field.one)
+            }
+        }
     }
 }

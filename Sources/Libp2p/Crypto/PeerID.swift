@@ -21,7 +21,8 @@ public struct PeerID: Hashable, Sendable, CustomStringConvertible {
         if encoded.count <= Self.maximumInlineKeyLength {
             self.multihash = Multihash(code: Multicodec.identity, digest: encoded)
         } else {
-            self.multihash = Multihash(code: Multicodec.sha2_256, digest: SHA256.hash(data: encoded).withUnsafeBytes { Array($0) })
+            let digest = SHA256.hash(data: encoded).withUnsafeBytes { Array($0) }
+            self.multihash = Multihash(code: Multicodec.sha2_256, digest: digest)
         }
     }
 

@@ -68,74 +68,75 @@ enum Secp256k1 {
         }
     }
 
-    /// A point in Jacobian coordinates (X/Z², Y/Z³); Z = 0 is the point at infinity.
+    /// A point in Jacobian coordinates (X/Z², Y/Z³) over fixed-width field elements; Z = 0 is the point at
+    /// infinity.
     private struct Jacobian {
-        var x: BigUInt
-        var y: BigUInt
-        var z: BigUInt
+        typealias F = Secp256k1Field
+        var x: F
+        var y: F
+        var z: F
 
-        static let infinity = Jacobian(x: 1, y: 1, z: 0)
+        static let infinity = Jacobian(x: .one, y: .one, z: .zero)
 
-        init(x: BigUInt, y: BigUInt, z: BigUInt) {
+        init(x: F, y: F, z: F) {
             self.x = x
             self.y = y
             self.z = z
         }
 
         init(_ point: Point) {
-            self.init(x: point.x, y: point.y, z: 1)
+            self.init(x: F(point.x), y: F(point.y), z: .one)
         }
 
         var isInfinity: Bool { self.z.isZero }
 
         var affine: Point? {
-            guard !self.isInfinity, let zInverse = self.z.inverse(Secp256k1.p) else { return nil }
-            let z2 = (zInverse * zInverse) % Secp256k1.p
-            return Point(x: (self.x * z2) % Secp256k1.p, y: (self.y * z2 * zInverse) % Secp256k1.p)
+            guard !self.isInfinity else { return nil }
+            let zInverse = self.z.inverse
+            let z2 = zInverse * zInverse
+            return Point(x: (self.x * z2).bigUInt, y: (self.y * z2 * zInverse).bigUInt)
         }
 
         /// Doubling for a = 0 ("dbl-2009-l", hyperelliptic.org EFD).
         func doubled() -> Jacobian {
             if self.isInfinity || self.y.isZero { return .infinity }
-            let a = mul(self.x, self.x)
-            let b = mul(self.y, self.y)
-            let c = mul(b, b)
-            let xb = add(self.x, b)
-            let d = mul(2, sub(sub(mul(xb, xb), a), c))
-            let e = mul(3, a)
-            let f = mul(e, e)
-            let x3 = sub(f, mul(2, d))
-            let y3 = sub(mul(e, sub(d, x3)), mul(8, c))
-            let z3 = mul(2, mul(self.y, self.z))
-            return Jacobian(x: x3, y: y3, z: z3)
+            let a = self.x * self.x
+            let b = self.y * self.y
+            let c = b * b
+            let xb = self.x + b
+            let t = xb * xb - a - c
+            let d = t + t
+            let e = a + a + a
+            let f = e * e
+            let x3 = f - (d + d)
+            let c2 = c + c
+            let c4 = c2 + c2
+            let y3 = e * (d - x3) - (c4 + c4)
+            let yz = self.y * self.z
+            return Jacobian(x: x3, y: y3, z: yz + yz)
         }
 
         /// General addition ("add-1998-cmo-2").
         func adding(_ other: Jacobian) -> Jacobian {
             if self.isInfinity { return other }
             if other.isInfinity { return self }
-            let z1z1 = mul(self.z, self.z)
-            let z2z2 = mul(other.z, other.z)
-            let u1 = mul(self.x, z2z2)
-            let u2 = mul(other.x, z1z1)
-            let s1 = mul(self.y, mul(other.z, z2z2))
-            let s2 = mul(other.y, mul(self.z, z1z1))
+            let z1z1 = self.z * self.z
+            let z2z2 = other.z * other.z
+            let u1 = self.x * z2z2
+            let u2 = other.x * z1z1
+            let s1 = self.y * other.z * z2z2
+            let s2 = other.y * self.z * z1z1
             if u1 == u2 { return s1 == s2 ? self.doubled() : .infinity }
-            let h = sub(u2, u1)
-            let r = sub(s2, s1)
-            let hh = mul(h, h)
-            let hhh = mul(h, hh)
-            let v = mul(u1, hh)
-            let x3 = sub(sub(mul(r, r), hhh), mul(2, v))
-            let y3 = sub(mul(r, sub(v, x3)), mul(s1, hhh))
-            let z3 = mul(h, mul(self.z, other.z))
-            return Jacobian(x: x3, y: y3, z: z3)
+            let h = u2 - u1
+            let r = s2 - s1
+            let hh = h * h
+            let hhh = h * hh
+            let v = u1 * hh
+            let x3 = r * r - hhh - (v + v)
+            let y3 = r * (v - x3) - s1 * hhh
+            return Jacobian(x: x3, y: y3, z: h * self.z * other.z)
         }
     }
-
-    private static func mul(_ a: BigUInt, _ b: BigUInt) -> BigUInt { (a * b) % p }
-    private static func add(_ a: BigUInt, _ b: BigUInt) -> BigUInt { (a + b) % p }
-    private static func sub(_ a: BigUInt, _ b: BigUInt) -> BigUInt { a >= b ? a - b : a + p - b }
 
     /// a·P + b·Q with one shared doubling chain (Shamir's trick).
     private static func linearCombination(_ a: BigUInt, _ p1: Point, _ b: BigUInt, _ p2: Point) -> Point? {

@@ -196,12 +196,8 @@ public final class Libp2pHost: Sendable {
         logger[metadataKey: "self"] = "\(configuration.identity.peerID)"
         self.logger = logger
         self.state = NIOLockedValueBox(State())
-        self.register(protocol: HostIdentify.protocolID) { [unowned self] stream in
-            try await HostIdentify.respond(on: stream, host: self)
-        }
-        self.register(protocol: HostPing.protocolID) { stream in
-            try await HostPing.respond(on: stream)
-        }
+        // identify and ping, always (Protocols/HostProtocols.swift).
+        self.registerIdentifyAndPing()
     }
 
     // MARK: - Protocols

@@ -1,5 +1,5 @@
 // edgeswap: identify and ping on a Libp2pHost, built on the sans-IO machines and async services of this
-// folder. `registerIdentifyAndPing` replaces the host's minimal default responders; the `Libp2pConnection`
+// folder. `Libp2pHost.init` calls `registerIdentifyAndPing`, so every host answers both; the `Libp2pConnection`
 // methods are the initiators our dialer uses.
 
 import NIOCore
