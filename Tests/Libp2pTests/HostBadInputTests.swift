@@ -208,6 +208,7 @@ struct HostUnderTest {
             #expect(resets.count == 6)
             #expect(resets.allSatisfy { $0.rawValue >= 9 }, "\(resets)")
             #expect(bad.channel.isActive)
+            #expect(try await server.logs.waitFor("stream refused", "4 open streams"), "\(server.log)")
         }
     }
 

@@ -94,7 +94,10 @@ private func drainEvents(_ session: inout MplexSession) -> [StreamMuxerEvent] {
         settings.maxConcurrentStreams = 1
         var session = MplexSession(settings: settings)
         session.receive(hexBuffer("08 00  10 00  12 01 61"))
-        #expect(drainEvents(&session) == [.streamOpened(MuxedStreamID(3))])
+        #expect(drainEvents(&session) == [
+            .streamOpened(MuxedStreamID(3)),
+            .streamRefused(MuxedStreamID(5), reason: .tooManyStreams(limit: 1)),
+        ])
         // ResetReceiver for id 2: 2 << 3 | 5 = 0x15. Its data (MessageInitiator 0x12) is dropped.
         #expect(session.takeOutboundBytes() == hexBuffer("15 00"))
     }

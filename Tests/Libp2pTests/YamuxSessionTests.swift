@@ -229,7 +229,9 @@ private func id(_ value: UInt64) -> MuxedStreamID { MuxedStreamID(value) }
             00 01 0001 00000005 00000000
             00 00 0000 00000005 00000003 616263
             """))
-        #expect(drainEvents(&server) == [.streamOpened(id(1)), .streamOpened(id(3))])
+        #expect(drainEvents(&server) == [
+            .streamOpened(id(1)), .streamOpened(id(3)), .streamRefused(id(5), reason: .tooManyStreams(limit: 2)),
+        ])
         // Stream 5 gets WindowUpdate+RST, as go-yamux does; its data is discarded.
         #expect(server.takeOutboundBytes() == hexBuffer("00 01 0008 00000005 00000000"))
         #expect(server.streamCount == 2)
@@ -241,7 +243,9 @@ private func id(_ value: UInt64) -> MuxedStreamID { MuxedStreamID(value) }
         settings.acceptBacklog = 1
         var server = YamuxSession(role: .server, settings: settings)
         server.receive(hexBuffer("00 01 0001 00000001 00000000  00 01 0001 00000003 00000000"))
-        #expect(drainEvents(&server) == [.streamOpened(id(1))])
+        #expect(drainEvents(&server) == [
+            .streamOpened(id(1)), .streamRefused(id(3), reason: .acceptBacklogFull(limit: 1)),
+        ])
         #expect(server.takeOutboundBytes() == hexBuffer("00 01 0008 00000003 00000000"))
         server.acceptStream(id(1))
         _ = server.takeOutboundBytes()

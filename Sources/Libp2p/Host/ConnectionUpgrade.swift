@@ -290,6 +290,14 @@ final class ConnectionUpgradeTailHandler: ChannelInboundHandler {
         // Nothing should reach the tail: every stage consumes its bytes. Dropping them is harmless.
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The muxer reports streams it reset without accepting them (a stream flood past the limit).
+        if let event = event as? StreamMuxerEvent, case .streamRefused(let id, let reason) = event {
+            self.logger.notice("stream refused", metadata: ["stream": "\(id.rawValue)", "reason": "\(reason)"])
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if self.reason == nil { self.reason = .error("\(error)") }
         self.upgradePromise?.fail(error)

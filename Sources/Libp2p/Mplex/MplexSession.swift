@@ -249,6 +249,9 @@ public struct MplexSession: StreamMuxerStateMachine {
             if self.goingAway || self.inboundStreams >= self.settings.maxConcurrentStreams {
                 var empty = ByteBuffer()
                 self.writeFrame(streamID: streamNumber, flag: .resetReceiver, payload: &empty)
+                let reason: StreamRefusalReason = self.goingAway
+                    ? .goingAway : .tooManyStreams(limit: self.settings.maxConcurrentStreams)
+                self.events.append(.streamRefused(id, reason: reason))
             } else {
                 self.streams[id] = Stream()
                 self.inboundStreams += 1

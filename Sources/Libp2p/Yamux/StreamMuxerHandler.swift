@@ -131,7 +131,7 @@ public final class StreamMuxerHandler<Muxer: StreamMuxerStateMachine>: ChannelIn
             self.streams.removeValue(forKey: id)?.streamFullyClosed()
         case .writable(let id):
             self.streams[id]?.writabilityRestored()
-        case .pong, .goAwayReceived:
+        case .pong, .goAwayReceived, .streamRefused:
             context.fireUserInboundEventTriggered(event)
         case .sessionError(let error):
             self.flushOutbound()

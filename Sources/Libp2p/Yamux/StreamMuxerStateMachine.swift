@@ -36,9 +36,30 @@ public enum StreamMuxerEvent: Equatable, Sendable {
     case pong(UInt32)
     /// The peer sent GoAway (yamux) with this code; no new streams may be opened.
     case goAwayReceived(code: UInt32)
+    /// A stream the peer opened was reset at once, without reaching the application; the reset is
+    /// already queued in the outbound bytes. Reported so the refusal can be logged and counted.
+    case streamRefused(MuxedStreamID, reason: StreamRefusalReason)
     /// The session failed; any GoAway has been queued in the outbound bytes. Flush, then close the
     /// connection.
     case sessionError(StreamMuxerError)
+}
+
+/// Why a muxer reset a stream the peer opened instead of accepting it.
+public enum StreamRefusalReason: Equatable, Sendable, CustomStringConvertible {
+    /// The session is going away (GoAway sent or received): no new streams.
+    case goingAway
+    /// The peer already has this many streams open.
+    case tooManyStreams(limit: Int)
+    /// This many streams the peer opened are still waiting for the application to accept them.
+    case acceptBacklogFull(limit: Int)
+
+    public var description: String {
+        switch self {
+        case .goingAway: return "session is going away"
+        case .tooManyStreams(let limit): return "peer already has \(limit) open streams"
+        case .acceptBacklogFull(let limit): return "\(limit) streams already wait to be accepted"
+        }
+    }
 }
 
 /// Errors of the stream muxers, both from misbehaving peers (session errors) and from misuse by

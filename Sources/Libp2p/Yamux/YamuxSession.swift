@@ -466,11 +466,21 @@ public struct YamuxSession: StreamMuxerStateMachine {
             self.fail(.duplicateStream(UInt64(id)))
             return false
         }
-        let refuse = self.sentGoAway || self.receivedGoAway
-            || self.inboundStreams >= self.settings.maxConcurrentStreams
-            || self.unacknowledgedInbound >= self.settings.acceptBacklog
-        if refuse {
+        // libp2p/specs yamux: "the receiver may reset streams past its limit" — go-yamux answers a SYN over
+        // MaxIncomingStreams or its accept backlog with RST, and the session carries on.
+        let refusal: StreamRefusalReason?
+        if self.sentGoAway || self.receivedGoAway {
+            refusal = .goingAway
+        } else if self.inboundStreams >= self.settings.maxConcurrentStreams {
+            refusal = .tooManyStreams(limit: self.settings.maxConcurrentStreams)
+        } else if self.unacknowledgedInbound >= self.settings.acceptBacklog {
+            refusal = .acceptBacklogFull(limit: self.settings.acceptBacklog)
+        } else {
+            refusal = nil
+        }
+        if let refusal {
             YamuxHeader(type: .windowUpdate, flags: .rst, streamID: id, length: 0).write(into: &self.outbound)
+            self.events.append(.streamRefused(MuxedStreamID(UInt64(id)), reason: refusal))
             return true
         }
         self.streams[id] = Stream(opening: .synReceived)
