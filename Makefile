@@ -5,8 +5,10 @@ RELEASE_DIR  := .build/release
 DEBUG_DIR    := .build/debug
 FIXTURES_DIR := Fixtures/generated
 STORE_DIR    := Fixtures/store
+RUN_LISTEN   ?= /ip4/127.0.0.1/tcp/4001/ws
+RUN_KEY      ?= .tmp/dev.key
 
-.PHONY: help build release deps test test-unit fixtures bench run clean
+.PHONY: help build release deps test fixtures bench run clean
 
 help:
 	@echo "make build     debug build of every target"
@@ -37,6 +39,16 @@ test: deps
 # `make bench AREAS="car noise"` runs a subset.
 bench: release
 	$(RELEASE_DIR)/edgeswap-bench $(AREAS)
+
+# Generates the fixtures (once), ingests them into a local store (idempotent), makes a development key (once)
+# and serves the store on loopback. `make run RUN_LISTEN=/ip4/127.0.0.1/tcp/4002/ws` picks another address.
+run: build
+	$(DEBUG_DIR)/edgeswap fixtures --output $(FIXTURES_DIR)
+	$(DEBUG_DIR)/edgeswap ingest --quiet --store $(STORE_DIR) $(FIXTURES_DIR)/cars/*.car
+	@mkdir -p $(dir $(RUN_KEY))
+	@test -f $(RUN_KEY) || $(DEBUG_DIR)/edgeswap key new --output $(RUN_KEY)
+	@echo "serving $(STORE_DIR); dial the multiaddr printed below (Ctrl-C stops)"
+	$(DEBUG_DIR)/edgeswap serve --store $(STORE_DIR) --key $(RUN_KEY) --listen $(RUN_LISTEN)
 
 clean:
 	$(SWIFT) package clean
