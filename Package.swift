@@ -44,6 +44,14 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "BlockStore",
+            dependencies: [
+                "Multiformats", "CAR", "ObjectStorage",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Libp2p",
             dependencies: [
                 "Multiformats",
@@ -77,7 +85,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "EdgeswapBench",
-            dependencies: ["Multiformats", "CAR", "Libp2p", "EdgeswapServer"],
+            dependencies: ["Multiformats", "CAR", "Libp2p", "EdgeswapServer", "BlockStore", "ObjectStorage"],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "MultiformatsTests", dependencies: ["Multiformats"],
@@ -93,6 +101,9 @@ let package = Package(
         ], swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
+        .testTarget(name: "BlockStoreTests", dependencies: [
+            "BlockStore", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
+        ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
             "EdgeswapServer", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
         ],
