@@ -58,6 +58,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "Bitswap",
+            dependencies: ["Multiformats", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "EdgeswapServer",
             dependencies: [
                 "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS",
@@ -77,7 +82,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "EdgeswapBench",
-            dependencies: ["Multiformats", "CAR", "Libp2p", "EdgeswapServer"],
+            dependencies: [
+                "Multiformats", "CAR", "Libp2p", "EdgeswapServer", "Bitswap",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "MultiformatsTests", dependencies: ["Multiformats"],
@@ -90,6 +98,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: strictSettings),
+        .testTarget(name: "BitswapTests", dependencies: [
+            "Bitswap", "Multiformats", .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
