@@ -46,7 +46,8 @@ let package = Package(
         .target(
             name: "BlockStore",
             dependencies: [
-                "Multiformats", "CAR", "ObjectStorage",
+                "Multiformats", "CAR", "ObjectStorage", "Bitswap",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -63,6 +64,11 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "Bitswap",
+            dependencies: ["Multiformats", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -85,7 +91,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "EdgeswapBench",
-            dependencies: ["Multiformats", "CAR", "Libp2p", "EdgeswapServer", "BlockStore", "ObjectStorage"],
+            dependencies: [
+                "Multiformats", "CAR", "Libp2p", "EdgeswapServer", "Bitswap", "BlockStore", "ObjectStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "MultiformatsTests", dependencies: ["Multiformats"],
@@ -99,10 +108,14 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: strictSettings),
+        .testTarget(name: "BitswapTests", dependencies: [
+            "Bitswap", "Multiformats", .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
         .testTarget(name: "BlockStoreTests", dependencies: [
-            "BlockStore", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
+            "BlockStore", "Bitswap", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
+            .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
             "EdgeswapServer", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
