@@ -1,6 +1,8 @@
+import Bitswap
 import CAR
 import Logging
 import Multiformats
+import NIOCore
 import ObjectStorage
 
 /// Tunables of an `IndexedCARBlockSource`. The defaults suit a filesystem store; an S3 store wants a larger
@@ -33,7 +35,9 @@ public struct IndexedCARBlockSourceSettings: Sendable, Equatable {
 /// The answer for one wanted CID.
 public enum BlockLookup: Sendable, Equatable {
     /// The block's bytes, verified against the CID's multihash.
-    case block([UInt8])
+    case block(ByteBuffer)
+    /// The block is listed in a CAR's index (answer to a want-have whose block was not read).
+    case have
     /// No CAR known to the store holds it (or the CID is an identity CID, which is never looked up).
     case notFound
     /// The store holds a section for it, but the bytes there do not hash to the CID (or the section there
@@ -83,14 +87,15 @@ public struct BlockSourceStatistics: Sendable, Equatable {
 public final class IndexedCARBlockSource: Sendable {
     public let buckets: StoreBuckets
     public let settings: IndexedCARBlockSourceSettings
-    private let state: State
+    private let state: BlockSourceState
     private let logger: Logger
+    private let allocator = ByteBufferAllocator()
 
     public init(buckets: StoreBuckets, settings: IndexedCARBlockSourceSettings = IndexedCARBlockSourceSettings(),
                 logger: Logger = Logger(label: "edgeswap.blockstore")) {
         self.buckets = buckets
         self.settings = settings
-        self.state = State(settings: settings)
+        self.state = BlockSourceState(settings: settings)
         self.logger = logger
     }
 
@@ -111,6 +116,17 @@ public final class IndexedCARBlockSource: Sendable {
     /// Many blocks at once, answered in the order of `cids`. `peer` (a peer ID string) selects the scope
     /// used to find non-root blocks and records the CARs its roots resolve to.
     public func get(_ cids: [CID], peer: String? = nil) async -> [BlockLookup] {
+        await lookup(cids.map { ($0, false) }, peer: peer, maxBlockSize: settings.maxBlockSize,
+                     replaceHaveWithBlockSize: 0)
+    }
+
+    /// The core of `get` and `lookup(_:)`. For a `have` want whose section is known (from the next indexed
+    /// section start) to hold at most `replaceHaveWithBlockSize` bytes of block, the block is read and
+    /// returned; other `have` wants are answered `.have` from the index without reading the CAR.
+    func lookup(_ cids: [(cid: CID, have: Bool)], peer: String?, maxBlockSize: Int, replaceHaveWithBlockSize: Int)
+        async -> [BlockLookup]
+    {
+        let maxBlockSize = min(maxBlockSize, settings.maxBlockSize)
         var results = [BlockLookup](repeating: .notFound, count: cids.count)
         let now = ContinuousClock.now
         var known: [CID] = []
@@ -118,13 +134,17 @@ public final class IndexedCARBlockSource: Sendable {
         var wanted: [CID: [Want]] = [:]
         var entries: [CID: CAREntry] = [:]
 
-        for (i, cid) in cids.enumerated() {
+        for (i, (cid, have)) in cids.enumerated() {
             let mh = cid.multihash
             if mh.code == Multicodec.identity { continue }
             if await state.isKnownMissing(mh, now: now) { continue }
             var failure: BucketError?
             // 3. CARs already known for this peer or batch.
             if let (entry, offset) = await find(mh, in: known, failure: &failure) {
+                if have, !entry.isSmall(at: offset, limit: replaceHaveWithBlockSize) {
+                    results[i] = .have
+                    continue
+                }
                 entries[entry.car] = entry
                 wanted[entry.car, default: []].append(Want(result: i, multihash: mh, offset: offset))
                 continue
@@ -149,7 +169,9 @@ public final class IndexedCARBlockSource: Sendable {
                 case .failure(let error): failure = error
                 }
             }
-            if let (entry, offset) = located {
+            if let (entry, offset) = located, have, !entry.isSmall(at: offset, limit: replaceHaveWithBlockSize) {
+                results[i] = .have
+            } else if let (entry, offset) = located {
                 entries[entry.car] = entry
                 wanted[entry.car, default: []].append(Want(result: i, multihash: mh, offset: offset))
             } else if let failure {
@@ -163,11 +185,11 @@ public final class IndexedCARBlockSource: Sendable {
         var runs: [(CAREntry, Run)] = []
         for (car, wants) in wanted {
             guard let entry = entries[car] else { continue }
-            for run in plan(wants, in: entry) { runs.append((entry, run)) }
+            for run in plan(wants, in: entry, maxBlockSize: maxBlockSize) { runs.append((entry, run)) }
         }
         let answers = await withTaskGroup(of: [(Int, BlockLookup)].self) { group in
             for (entry, run) in runs {
-                group.addTask { await self.read(run, in: entry) }
+                group.addTask { await self.read(run, in: entry, maxBlockSize: maxBlockSize) }
             }
             var all: [(Int, BlockLookup)] = []
             for await part in group { all.append(contentsOf: part) }
@@ -179,7 +201,10 @@ public final class IndexedCARBlockSource: Sendable {
             results[i] = answer
             switch answer {
             case .block: served += 1
-            case .corrupt: corrupt += 1
+            case .corrupt:
+                corrupt += 1
+                // Later want-haves must not claim a block that cannot be served.
+                await state.recordMissing(cids[i].cid.multihash, now: now)
             default: break
             }
         }
@@ -266,11 +291,11 @@ public final class IndexedCARBlockSource: Sendable {
     // MARK: - Reading
 
     /// Sorts the wants of one CAR by offset and groups them into runs, each read with one ranged read.
-    private func plan(_ wants: [Want], in entry: CAREntry) -> [Run] {
+    private func plan(_ wants: [Want], in entry: CAREntry, maxBlockSize: Int) -> [Run] {
         // A section head is a varint (≤ 10 bytes) and a CID (≤ CID.maxByteLength); reading this much past a
         // section start is enough to learn its length even when the index gives no next section.
         let headRoom = UInt64(10 + CID.maxByteLength)
-        let cap = UInt64(settings.maxBlockSize) + headRoom
+        let cap = UInt64(maxBlockSize) + headRoom
         var runs: [Run] = []
         for want in wants.sorted(by: { $0.offset < $1.offset }) {
             var end = want.offset + cap
@@ -291,7 +316,7 @@ public final class IndexedCARBlockSource: Sendable {
     }
 
     /// Reads one run and answers each of its wants.
-    private func read(_ run: Run, in entry: CAREntry) async -> [(Int, BlockLookup)] {
+    private func read(_ run: Run, in entry: CAREntry, maxBlockSize: Int) async -> [(Int, BlockLookup)] {
         let bytes: [UInt8]
         do throws(BucketError) {
             bytes = try await buckets.carpark.get(
@@ -307,7 +332,7 @@ public final class IndexedCARBlockSource: Sendable {
         await state.countRead(bytes: UInt64(bytes.count))
         return bytes.withUnsafeBytes { raw in
             run.wants.map { want in
-                let answer = section(at: Int(want.offset - run.start), in: raw, want: want)
+                let answer = section(at: Int(want.offset - run.start), in: raw, want: want, maxBlockSize: maxBlockSize)
                 if case .corrupt = answer {
                     logger.error("block does not match its CID; not served",
                                  metadata: ["car": "\(entry.car)", "offset": "\(want.offset)",
@@ -319,18 +344,20 @@ public final class IndexedCARBlockSource: Sendable {
     }
 
     /// Parses the section at `local` in `raw`, checks it is the wanted block and verifies its bytes.
-    private func section(at local: Int, in raw: UnsafeRawBufferPointer, want: Want) -> BlockLookup {
+    private func section(at local: Int, in raw: UnsafeRawBufferPointer, want: Want, maxBlockSize: Int)
+        -> BlockLookup
+    {
         guard local < raw.count else { return .corrupt }
         let rest = UnsafeRawBufferPointer(rebasing: raw[local...])
         let head: (cid: CID, headerLength: Int, blockLength: UInt64)
         do throws(CARError) {
-            head = try SectionHead.parse(raw: rest, maxSectionLength: UInt64(settings.maxBlockSize) + 10
+            head = try SectionHead.parse(raw: rest, maxSectionLength: UInt64(maxBlockSize) + 10
                                          + UInt64(CID.maxByteLength))
         } catch {
             if case .sectionTooLarge(_, let length, _) = error { return .tooLarge(length) }
             return .corrupt
         }
-        guard head.blockLength <= UInt64(settings.maxBlockSize) else { return .tooLarge(head.blockLength) }
+        guard head.blockLength <= UInt64(maxBlockSize) else { return .tooLarge(head.blockLength) }
         // The index said this multihash lives here; the section must say so too.
         guard head.cid.multihash == want.multihash else { return .corrupt }
         let end = head.headerLength + Int(head.blockLength)
@@ -342,7 +369,9 @@ public final class IndexedCARBlockSource: Sendable {
             // A hash function edgeswap cannot compute: the bytes cannot be checked, so they are not served.
             return .corrupt
         }
-        return .block(Array(block))
+        var buffer = allocator.buffer(capacity: block.count)
+        buffer.writeBytes(block)
+        return .block(buffer)
     }
 }
 
@@ -384,6 +413,13 @@ final class CAREntry: Sendable {
         self.cost = cost
     }
 
+    /// Whether the section at `offset` is known, without reading it, to hold at most `limit` block bytes:
+    /// the next indexed section starts within `limit` bytes (the whole section, head included, fits).
+    func isSmall(at offset: UInt64, limit: Int) -> Bool {
+        guard limit > 0, let next = nextSectionStart(after: offset) else { return false }
+        return next - offset <= UInt64(limit)
+    }
+
     /// The first indexed section start after `offset`.
     func nextSectionStart(after offset: UInt64) -> UInt64? {
         var low = 0
@@ -404,7 +440,7 @@ enum LoadFailure: Error, Sendable {
 }
 
 /// The mutable state shared by all requests: caches, scopes, in-flight index loads, counters.
-actor State {
+actor BlockSourceState {
     private let settings: IndexedCARBlockSourceSettings
     private var indexes: LRUCache<CID, CAREntry>
     private var loading: [CID: Task<Result<CAREntry, LoadFailure>, Never>] = [:]

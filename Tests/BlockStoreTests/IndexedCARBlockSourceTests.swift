@@ -25,7 +25,7 @@ private func makeSource(_ bucket: some Bucket,
     func everyBlockOfEveryFixtureIsServedByteExact(name: String) async throws {
         let bucket = try await sharedStore.value
         let source = makeSource(bucket)
-        let fixture = try fixture(name)
+        let fixture = try loadFixture(name)
         let expected = try sections(of: try fixturePath(fixture))
         // Roots first, as a peer walking the DAG would ask; one batch.
         let cids = expected.map(\.0.cid)
@@ -55,7 +55,7 @@ private func makeSource(_ bucket: some Bucket,
     @Test func peerScopeServesNonRootBlocksWithoutListing() async throws {
         let counting = CountingBucket(base: try await sharedStore.value)
         let source = makeSource(counting)
-        let fixture = try fixture("rawleaves-3mib")
+        let fixture = try loadFixture("rawleaves-3mib")
         let blocks = try sections(of: try fixturePath(fixture))
         let root = try CID(string: fixture.root)
         #expect(await source.get(root, peer: "alice").bytes == blocks[0].1)
@@ -77,7 +77,7 @@ private func makeSource(_ bucket: some Bucket,
     @Test func blockUnderNoKnownRootIsFoundThroughBlockmap() async throws {
         let counting = CountingBucket(base: try await sharedStore.value)
         let source = makeSource(counting)
-        let fixture = try fixture("blake3-2mib")
+        let fixture = try loadFixture("blake3-2mib")
         let leaf = try sections(of: try fixturePath(fixture)).last!
         #expect(leaf.0.cid.description != fixture.root)
         #expect(await source.get(leaf.0.cid).bytes == leaf.1)
@@ -104,7 +104,7 @@ private func makeSource(_ bucket: some Bucket,
     }
 
     @Test func corruptedByteMakesOnlyThatBlockUnservable() async throws {
-        let fixture = try fixture("rawleaves-3mib")
+        let fixture = try loadFixture("rawleaves-3mib")
         let (bucket, results) = try await ingestedStore([try fixturePath(fixture)], label: "blockstore-corrupt")
         let car = try #require(results.first).car
         let blocks = try sections(of: try fixturePath(fixture))
@@ -136,7 +136,7 @@ private func makeSource(_ bucket: some Bucket,
         settings.coalesceGap = 0
         settings.maxCoalescedRead = 64 << 20
         let source = makeSource(counting, settings: settings)
-        let fixture = try fixture("rawleaves-3mib")
+        let fixture = try loadFixture("rawleaves-3mib")
         let blocks = try sections(of: try fixturePath(fixture)).sorted { $0.0.offset < $1.0.offset }
         #expect(blocks.count == 14)
         // Three runs of sections adjacent in the file: 1-3, 6, 8-10 (given out of order on purpose).
@@ -174,7 +174,7 @@ private func makeSource(_ bucket: some Bucket,
     }
 
     @Test func carv2StoredFilesAreServed() async throws {
-        let fixture = try fixture("blake3-2mib")
+        let fixture = try loadFixture("blake3-2mib")
         let v1Path = try fixturePath(fixture)
         let v2Path = try temporaryDirectory("blockstore-v2") + "/blake3.v2.car"
         // Build the v1 payload's index and wrap it in a CARv2 with a 51-byte data offset.
@@ -201,7 +201,7 @@ private func makeSource(_ bucket: some Bucket,
         var settings = IndexedCARBlockSourceSettings()
         settings.maxBlockSize = 1000
         let source = makeSource(try await sharedStore.value, settings: settings)
-        let fixture = try fixture("rawleaves-3mib")
+        let fixture = try loadFixture("rawleaves-3mib")
         let leaf = try sections(of: try fixturePath(fixture))[2]
         #expect(leaf.0.blockLength > 1000)
         let answer = await source.get(leaf.0.cid)

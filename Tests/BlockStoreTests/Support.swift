@@ -3,6 +3,7 @@ import CAR
 import EdgeswapServer
 import Foundation
 import Multiformats
+import NIOCore
 import ObjectStorage
 import Testing
 
@@ -25,7 +26,7 @@ struct SetupFailure: Error, CustomStringConvertible {
 
 func fixturesDirectory() throws -> String { try sharedFixtures.get() }
 
-func fixture(_ name: String) throws -> FixtureManifest.Fixture {
+func loadFixture(_ name: String) throws -> FixtureManifest.Fixture {
     let manifest = try FixtureGenerator.loadManifest(directory: try fixturesDirectory())
     return try #require(manifest.fixture(named: name))
 }
@@ -78,7 +79,11 @@ actor BucketLog {
     var indexReads: [Read] { reads.filter { $0.key.hasSuffix(".car.idx") } }
     /// Ranged reads of CAR files that are not the 51-byte read of a CAR's start.
     var blockReads: [Read] {
-        reads.filter { $0.key.hasSuffix(".car") && $0.range.map { $0.lowerBound != 0 || $0.count != 51 } ?? true }
+        reads.filter { read in
+            guard read.key.hasSuffix(".car") else { return false }
+            guard let range = read.range else { return true }
+            return range.lowerBound != 0 || range.upperBound != 50
+        }
     }
 }
 
@@ -114,7 +119,7 @@ struct CountingBucket: Bucket {
 
 extension BlockLookup {
     var bytes: [UInt8]? {
-        if case .block(let b) = self { return b }
+        if case .block(let b) = self { return Array(b.readableBytesView) }
         return nil
     }
 }
