@@ -267,9 +267,11 @@ public final class IndexedCARBlockSource: Sendable {
         if start.count >= Int(CARv2.minimumDataOffset), Array(start[0..<CARv2.pragma.count]) == CARv2.pragma {
             let header: CARv2Header
             do throws(CARError) {
-                header = try start.withUnsafeBytes { raw throws(CARError) in
-                    try CARv2Header.parse(UnsafeRawBufferPointer(rebasing: raw[CARv2.pragma.count...]))
-                }
+                header = try start.withUnsafeBytes { raw in
+                    Result { () throws(CARError) in
+                        try CARv2Header.parse(UnsafeRawBufferPointer(rebasing: raw[CARv2.pragma.count...]))
+                    }
+                }.get()
             } catch {
                 return .failure(.malformed("CARv2 header: \(error)"))
             }

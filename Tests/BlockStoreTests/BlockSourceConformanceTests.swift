@@ -25,7 +25,7 @@ import Testing
         let root = blocks[0]
         let leaf = blocks[4]
         #expect(root.1.count < 1024 && leaf.1.count > 1024)
-        let absent = CID(codec: Multicodec.raw, multihash: try Multihash.compute(code: Multicodec.sha2_256, of: [1]))
+        let absent = try rawCID(of: [1])
 
         // kubo's opening: want-have for the root. The root's section is under 1024 bytes, so it comes as a
         // block (boxo's maxBlockSizeReplaceHasWithBlock).
@@ -47,7 +47,7 @@ import Testing
             BlockRequest(cid: absent, wantType: .block, priority: 7),
         ]))
         #expect(second.count == 3)
-        guard case .have? = second[leaf.0.cid] else {
+        guard case .have(size: nil)? = second[leaf.0.cid] else {
             Issue.record("leaf have: \(String(describing: second[leaf.0.cid]))")
             return
         }

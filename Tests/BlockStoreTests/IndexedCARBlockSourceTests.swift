@@ -87,8 +87,7 @@ private func makeSource(_ bucket: some Bucket,
     @Test func absentCIDIsNotFoundAndThenNegativelyCached() async throws {
         let counting = CountingBucket(base: try await sharedStore.value)
         let source = makeSource(counting)
-        let absent = CID(codec: Multicodec.raw,
-                         multihash: try Multihash.compute(code: Multicodec.sha2_256, of: Array("not stored".utf8)))
+        let absent = try rawCID(of: Array("not stored".utf8))
         #expect(await source.get(absent) == .notFound)
         let listings = await counting.log.listings.count
         #expect(listings == 2)

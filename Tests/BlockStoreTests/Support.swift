@@ -123,3 +123,11 @@ extension BlockLookup {
         return nil
     }
 }
+
+/// A raw-codec CIDv1 (sha2-256) of `bytes`: a block no fixture holds.
+func rawCID(of bytes: [UInt8]) throws -> CID {
+    let mh = try bytes.withUnsafeBytes { raw in
+        Result { () throws(MultiformatsError) in try Multihash.compute(code: Multicodec.sha2_256, of: raw) }
+    }.get()
+    return CID(codec: Multicodec.raw, multihash: mh)
+}
