@@ -25,8 +25,9 @@ public struct IndexedCARBlockSourceSettings: Sendable, Equatable {
     public var peerScopePeers: Int = 10_000
     /// How many CARs one peer's scope remembers (most recent kept).
     public var peerScopeCARsPerPeer: Int = 32
-    /// Largest block served. Bitswap peers refuse larger blocks ("Blocks larger than 2 MiB are not
-    /// supported", boxo `bitswap/message`), and kubo's default chunkers stay under 1 MiB.
+    /// Largest block served (the Bitswap engine's own limit, `BlockLookupBatch.maxBlockSize`, also
+    /// applies). 2 MiB is the largest block Bitswap implementations are required to accept; bigger
+    /// sections are refused after reading only their head.
     public var maxBlockSize: Int = 2 << 20
 
     public init() {}
@@ -85,7 +86,9 @@ public struct BlockSourceStatistics: Sendable, Equatable {
 /// `coalesceGap` are read with one ranged read. Each section head is parsed, its CID's multihash compared
 /// with the wanted one, and the block bytes verified against it before they are returned.
 public final class IndexedCARBlockSource: Sendable {
+    /// Where CARs, indexes and locator keys are read from.
     public let buckets: StoreBuckets
+    /// The tunables this source was made with.
     public let settings: IndexedCARBlockSourceSettings
     private let state: BlockSourceState
     private let logger: Logger
