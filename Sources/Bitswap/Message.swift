@@ -178,8 +178,8 @@ extension BitswapMessage {
                 try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "Wantlist.entries")
                 let slice = try reader.readLengthDelimited(field: "Wantlist.entries")
                 switch try decodeEntry(slice) {
-                case .success(let entry): list.entries.append(entry)
-                case .failure(let why): rejected.append(why)
+                case .entry(let entry): list.entries.append(entry)
+                case .rejected(let why): rejected.append(why)
                 }
             case 2:
                 try ProtoReader.expect(wireType, WireType.varint, field: "Wantlist.full")
@@ -190,7 +190,9 @@ extension BitswapMessage {
         }
     }
 
-    private static func decodeEntry(_ body: ByteBuffer) throws(BitswapDecodeError) -> Result<Entry, RejectedEntry> {
+    private enum EntryOutcome { case entry(Entry), rejected(RejectedEntry) }
+
+    private static func decodeEntry(_ body: ByteBuffer) throws(BitswapDecodeError) -> EntryOutcome {
         var reader = ProtoReader(body)
         var cidBytes: ByteBuffer?
         var priority: Int32 = 0
@@ -220,7 +222,7 @@ extension BitswapMessage {
             }
         }
         guard let cidBytes else { throw .missingCID(field: "Wantlist.Entry") }
-        if cidBytes.readableBytes > CID.maxByteLength { return .failure(.cidTooLong(cidBytes.readableBytes)) }
+        if cidBytes.readableBytes > CID.maxByteLength { return .rejected(.cidTooLong(cidBytes.readableBytes)) }
         let cid = try parseCID(cidBytes, field: "Wantlist.Entry.block")
         let wantType: WantType
         switch wantTypeRaw {
@@ -228,10 +230,10 @@ extension BitswapMessage {
         case 1: wantType = .have
         default:
             // A cancel needs no want type: honour it whatever the type says.
-            if cancel { wantType = .block } else { return .failure(.unknownWantType(wantTypeRaw)) }
+            if cancel { wantType = .block } else { return .rejected(.unknownWantType(wantTypeRaw)) }
         }
-        return .success(Entry(cid: cid, priority: priority, cancel: cancel, wantType: wantType,
-                              sendDontHave: sendDontHave))
+        return .entry(Entry(cid: cid, priority: priority, cancel: cancel, wantType: wantType,
+                            sendDontHave: sendDontHave))
     }
 
     private static func parseCID(_ bytes: ByteBuffer, field: String) throws(BitswapDecodeError) -> CID {

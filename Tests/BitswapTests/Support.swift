@@ -27,12 +27,12 @@ func bytes(_ b: ByteBuffer) -> [UInt8] { Array(b.readableBytesView) }
 
 /// A raw CIDv1 over sha2-256 of `data`, computed (not hard-coded).
 func rawCID(_ data: [UInt8]) throws -> CID {
-    let mh = try data.withUnsafeBytes { try Hashing.compute(code: Multicodec.sha2_256, of: $0) }
+    let mh = try data.withUnsafeBytes { try Multihash.compute(code: Multicodec.sha2_256, of: $0) }
     return CID(codec: Multicodec.raw, multihash: mh)
 }
 
 func v0CID(_ data: [UInt8]) throws -> CID {
-    let mh = try data.withUnsafeBytes { try Hashing.compute(code: Multicodec.sha2_256, of: $0) }
+    let mh = try data.withUnsafeBytes { try Multihash.compute(code: Multicodec.sha2_256, of: $0) }
     return try CID(v0: mh)
 }
 
