@@ -144,8 +144,15 @@ public struct BitswapEngine: Sendable {
     /// A decoded message from the peer.
     public mutating func receive(_ message: BitswapMessage) -> [Action] {
         var actions: [Action] = []
-        for rejected in message.rejectedEntries { refuse(.rejectedEntry(rejected), &actions) }
-        if let wantlist = message.wantlist {
+        var rejectedEntries = message.rejectedEntries
+        var wantlist = message.wantlist
+        if var list = wantlist {
+            // A no-op when the decoder already applied the same cap (see `receive(encoded:)`).
+            BitswapMessage.cap(&list, configuration.maxWantsPerMessage, rejected: &rejectedEntries)
+            wantlist = list
+        }
+        for rejected in rejectedEntries { refuse(.rejectedEntry(rejected), &actions) }
+        if let wantlist {
             if wantlist.full {
                 // "full": the list replaces everything; drop wants it does not name.
                 var named = Set<WantKey>()
@@ -157,6 +164,14 @@ public struct BitswapEngine: Sendable {
         }
         pump(&actions)
         return actions
+    }
+
+    /// A message body as the frame decoder returned it, decoded with this engine's per-message cap.
+    /// A decode error means the stream should be reset (boxo resets an inbound stream whose message
+    /// fails to decode); the engine's state is unchanged.
+    public mutating func receive(encoded body: ByteBuffer) throws(BitswapDecodeError) -> [Action] {
+        let message = try BitswapMessage(decoding: body, maxWantlistEntries: configuration.maxWantsPerMessage)
+        return receive(message)
     }
 
     /// The results of lookup batch `id`. CIDs missing from `results` count as not found.

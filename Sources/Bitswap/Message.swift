@@ -152,7 +152,9 @@ extension BitswapMessage {
         }
     }
 
-    private static func cap(_ list: inout Wantlist, _ limit: Int, rejected: inout [RejectedEntry]) {
+    /// Keeps at most `limit` non-cancel entries, dropping the lowest priorities (the latest among
+    /// equals) and recording `.overCap` in `rejected`.
+    static func cap(_ list: inout Wantlist, _ limit: Int, rejected: inout [RejectedEntry]) {
         let wants = list.entries.count(where: { !$0.cancel })
         guard wants > limit else { return }
         // Rank non-cancel entries: highest priority first, earlier first among equals.

@@ -263,6 +263,27 @@ struct EngineTests {
         #expect(asked == Set(5..<15))
     }
 
+    @Test func perMessageCapInEngine() throws {
+        var config = BitswapEngine.Configuration()
+        config.maxWantsPerMessage = 3
+        var h = Harness(source: MemoryBlockSource(), configuration: config)
+        h.autoComplete = false
+        var entries: [BitswapMessage.Entry] = []
+        for i in 0..<5 { entries.append(.init(cid: try rawCID([UInt8(i), 7]), priority: Int32(10 - i))) }
+        var body = ByteBuffer()
+        BitswapMessage(wantlist: .init(entries: entries)).encodeBody(into: &body)
+        let actions = try h.engine.receive(encoded: body)
+        try h.handle(actions)
+        #expect(h.refusals == [.rejectedEntry(.overCap(count: 2))])
+        #expect(h.lookupBatches.flatMap { $0.requests.map(\.priority) } == [10, 9, 8])
+        // Already-decoded messages get the same cap.
+        var h2 = Harness(source: MemoryBlockSource(), configuration: config)
+        h2.autoComplete = false
+        try h2.receive(entries)
+        #expect(h2.refusals == [.rejectedEntry(.overCap(count: 2))])
+        #expect(h2.engine.wantCount == 3)
+    }
+
     @Test func sourceFailureIsCountedAndTreatedAsMiss() throws {
         let cid = try rawCID([4, 5, 6])
         var h = Harness(source: MemoryBlockSource())
