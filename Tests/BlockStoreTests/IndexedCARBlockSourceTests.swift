@@ -226,4 +226,24 @@ private func makeSource(_ bucket: some Bucket,
         for _ in 0..<2 { for answer in await tight.get(roots) { #expect(answer.bytes != nil) } }
         #expect(await tight.statistics().indexLoads > roots.count)
     }
+
+    @Test func peerScopeIsBoundedAndExpires() async throws {
+        let manifest = try FixtureGenerator.loadManifest(directory: try fixturesDirectory())
+        let roots = try manifest.fixtures.map { try CID(string: $0.root) }
+        var settings = IndexedCARBlockSourceSettings()
+        settings.peerScopeCARsPerPeer = 2
+        settings.peerScopePeers = 1
+        let bounded = makeSource(try await sharedStore.value, settings: settings)
+        for root in roots { #expect(await bounded.get(root, peer: "frank").bytes != nil) }
+        #expect(await bounded.scope(of: "frank").count == 2, "only the two most recent CARs are kept")
+        #expect(await bounded.get(roots[0], peer: "grace").bytes != nil)
+        #expect(await bounded.scope(of: "grace").count == 1)
+        #expect(await bounded.scope(of: "frank").isEmpty, "one peer at most: frank's scope was dropped")
+
+        settings = IndexedCARBlockSourceSettings()
+        settings.peerScopeTTL = .zero
+        let expiring = makeSource(try await sharedStore.value, settings: settings)
+        #expect(await expiring.get(roots[1], peer: "heidi").bytes != nil)
+        #expect(await expiring.scope(of: "heidi").isEmpty, "a scope with no lifetime is gone at once")
+    }
 }
