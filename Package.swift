@@ -47,6 +47,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "BlockStore",
+            dependencies: [
+                "Multiformats", "CAR", "ObjectStorage", "Bitswap",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Libp2p",
             dependencies: [
                 "Multiformats",
@@ -61,6 +70,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "BigInt", package: "BigInt"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "Bitswap",
+            dependencies: ["Multiformats", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -85,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "EdgeswapBench",
             dependencies: [
-                "Multiformats", "CAR", "Libp2p", "EdgeswapServer",
+                "Multiformats", "CAR", "Libp2p", "EdgeswapServer", "Bitswap", "BlockStore", "ObjectStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -109,8 +123,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "BigInt", package: "BigInt"),
         ], swiftSettings: strictSettings),
+        .testTarget(name: "BitswapTests", dependencies: [
+            "Bitswap", "Multiformats", .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
+        .testTarget(name: "BlockStoreTests", dependencies: [
+            "BlockStore", "Bitswap", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
             "EdgeswapServer", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
         ],

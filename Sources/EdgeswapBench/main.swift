@@ -12,6 +12,8 @@ let areas: [(name: String, run: () -> Void)] = [
     ("websocket", runWebSocketBenchmarks),
     ("host", runHostBenchmarks),
     ("protocols", runProtocolsBenchmarks),
+    ("bitswap", runBitswapBenchmarks),
+    ("blockstore", runBlockStoreBenchmarks),
 ]
 
 let requested = Set(CommandLine.arguments.dropFirst())

@@ -1,0 +1,121 @@
+import Multiformats
+import NIOCore
+
+/// Who is asking, passed to every `BlockSource` call so a source can apply per-peer scope (for
+/// example "only blocks under the roots this peer asked for") and per-peer quotas.
+public struct PeerContext: Sendable, Hashable {
+    /// The remote peer's binary peer ID (a multihash), as the libp2p layer authenticated it.
+    public var peerID: [UInt8]
+    /// Distinguishes two connections from the same peer (chosen by the connection owner).
+    public var connectionID: UInt64
+    /// The Bitswap version negotiated on the peer's inbound stream.
+    public var protocolVersion: BitswapProtocolVersion
+
+    public init(peerID: [UInt8], connectionID: UInt64, protocolVersion: BitswapProtocolVersion) {
+        self.peerID = peerID
+        self.connectionID = connectionID
+        self.protocolVersion = protocolVersion
+    }
+}
+
+/// A negotiated Bitswap protocol version (ipfs/specs `bitswap-protocol.md`).
+public enum BitswapProtocolVersion: Sendable, Hashable, CaseIterable {
+    /// `/ipfs/bitswap/1.2.0`: want types, sendDontHave, block presences, pendingBytes.
+    case v1_2_0
+    /// `/ipfs/bitswap/1.1.0`: blocks travel in `payload` with a CID prefix.
+    case v1_1_0
+    /// `/ipfs/bitswap/1.0.0` and the bare `/ipfs/bitswap`: blocks travel in `blocks` (CIDv0 implied).
+    case v1_0_0
+
+    /// The protocol IDs a server registers, newest first, mapped to the version they select.
+    public static let protocolIDs: [(id: String, version: BitswapProtocolVersion)] = [
+        ("/ipfs/bitswap/1.2.0", .v1_2_0),
+        ("/ipfs/bitswap/1.1.0", .v1_1_0),
+        ("/ipfs/bitswap/1.0.0", .v1_0_0),
+        ("/ipfs/bitswap", .v1_0_0),
+    ]
+
+    /// The version a multistream protocol ID selects, or nil if it is not a Bitswap ID.
+    public init?(protocolID: String) {
+        guard let match = Self.protocolIDs.first(where: { $0.id == protocolID }) else { return nil }
+        self = match.version
+    }
+
+    /// Whether this version has `wantType`, `sendDontHave` and `blockPresences` (1.2.0 only).
+    public var hasPresences: Bool { self == .v1_2_0 }
+}
+
+/// What the peer wants for one CID, as carried by a lookup request.
+public enum WantType: Sendable, Hashable {
+    /// `WantType.Block = 0`: send the block.
+    case block
+    /// `WantType.Have = 1`: say whether the block is held (or send it if it is small).
+    case have
+}
+
+/// One CID the engine wants looked up, with the want-list context it came from so a source can
+/// tell a root request from a block request (kubo asks for a root with a want-have at priority
+/// 2147483647, then for its children with want-blocks at descending priorities).
+public struct BlockRequest: Sendable, Hashable {
+    /// The CID exactly as the peer sent it (a v0 stays v0). Results are keyed by this value.
+    public var cid: CID
+    /// What the peer asked for.
+    public var wantType: WantType
+    /// The peer's priority for this want (higher first).
+    public var priority: Int32
+
+    public init(cid: CID, wantType: WantType, priority: Int32) {
+        self.cid = cid
+        self.wantType = wantType
+        self.priority = priority
+    }
+}
+
+/// A batch of lookups for one peer. The engine batches so a source can coalesce ranged reads
+/// (adjacent blocks of one CAR file become one GET) and pipeline index queries.
+public struct BlockLookupBatch: Sendable {
+    /// Who is asking.
+    public var peer: PeerContext
+    /// The CIDs to look up, in the order the engine will serve them (priority, then arrival).
+    public var requests: [BlockRequest]
+    /// For `.have` requests: a source SHOULD return `.block` instead of `.have` when the block is at
+    /// most this many bytes and it can read it cheaply (boxo's `maxBlockSizeReplaceHasWithBlock`,
+    /// 1024 by default). A source may always answer `.have`.
+    public var replaceHaveWithBlockSize: Int
+    /// The largest block the engine will send (2 MiB, the spec's "blocks ≤2 MiB MUST be supported").
+    /// A source SHOULD answer `.tooLarge` without reading bigger blocks.
+    public var maxBlockSize: Int
+
+    public init(peer: PeerContext, requests: [BlockRequest], replaceHaveWithBlockSize: Int, maxBlockSize: Int) {
+        self.peer = peer
+        self.requests = requests
+        self.replaceHaveWithBlockSize = replaceHaveWithBlockSize
+        self.maxBlockSize = maxBlockSize
+    }
+}
+
+/// The answer for one CID.
+public enum BlockLookupResult: Sendable {
+    /// The block is held (answer to a `.have` request). `size` is its length when known.
+    case have(size: Int?)
+    /// The block's bytes. CONTRACT: the source has already verified them against `cid`'s multihash;
+    /// the engine re-checks nothing but sizes (a Bitswap client hashes `data` with the prefix and
+    /// silently drops a mismatch, so an unverified block only wastes bandwidth).
+    case block(ByteBuffer)
+    /// Not held, or not in this peer's scope (the peer gets DONT_HAVE if it asked for one).
+    case notFound
+    /// Held but larger than `maxBlockSize`; refused and counted.
+    case tooLarge(size: Int)
+    /// A storage error for this CID (treated like `notFound` towards the peer, and logged).
+    case failed(String)
+}
+
+/// Where blocks come from (filesystem CAR files, S3 + Redis, memory in tests).
+///
+/// One call answers a whole batch; a CID absent from the returned dictionary counts as `.notFound`.
+/// Throwing fails every CID of the batch (as `.failed`). Implementations must be safe to call
+/// concurrently for different peers.
+public protocol BlockSource: Sendable {
+    /// Looks up every request of `batch`. Results are keyed by `BlockRequest.cid` (exact bytes).
+    func lookup(_ batch: BlockLookupBatch) async throws -> [CID: BlockLookupResult]
+}
