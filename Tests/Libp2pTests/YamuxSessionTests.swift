@@ -2,24 +2,6 @@ import Libp2p
 import NIOCore
 import Testing
 
-/// Bytes from a hex string; spaces are ignored.
-private func hexBuffer(_ hex: String) -> ByteBuffer {
-    let digits = Array(hex.filter { !$0.isWhitespace })
-    var out = ByteBuffer()
-    var index = 0
-    while index < digits.count {
-        out.writeInteger(UInt8(String(digits[index...index + 1]), radix: 16)!)
-        index += 2
-    }
-    return out
-}
-
-private func drainEvents(_ session: inout YamuxSession) -> [StreamMuxerEvent] {
-    var events: [StreamMuxerEvent] = []
-    while let event = session.nextEvent() { events.append(event) }
-    return events
-}
-
 private func pattern(count: Int, seed: Int) -> ByteBuffer {
     let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
         for i in 0..<count { buffer[i] = UInt8(truncatingIfNeeded: i &* 7 &+ seed) }
