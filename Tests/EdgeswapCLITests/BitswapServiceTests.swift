@@ -1,0 +1,141 @@
+// BitswapService over loopback: our dialer host sends wants on its own stream and must receive the
+// answers on a stream the server opens (as kubo requires), served from an ingested fixture store.
+
+import Bitswap
+import BlockStore
+import CAR
+import EdgeswapServer
+import Foundation
+import Libp2p
+import Logging
+import Multiformats
+import NIOCore
+import NIOPosix
+import ObjectStorage
+import Testing
+
+/// The generated fixtures, in a directory of this test target's own (the generator skips an up-to-date set).
+private let bitswapFixtures = Task { () async throws -> (String, FixtureManifest) in
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgeswap-cli-bitswap-fixtures").path
+    let outcome = try FixtureGenerator.run(directory: dir)
+    return (dir, outcome.manifest)
+}
+
+/// Messages a client host receives on Bitswap streams the remote opened.
+private final class ReceivedMessages: Sendable {
+    let stream: AsyncStream<(Libp2pDirection, BitswapMessage)>
+    let sink: AsyncStream<(Libp2pDirection, BitswapMessage)>.Continuation
+    init() { (stream, sink) = AsyncStream.makeStream() }
+}
+
+private func quietLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .critical
+    return logger
+}
+
+private func makeHost(listen: [String], group: any EventLoopGroup) throws -> Libp2pHost {
+    try Libp2pHost(configuration: Libp2pHostConfiguration(
+        identity: .generateEd25519(), listenAddresses: try listen.map { try Multiaddr($0) },
+        logger: quietLogger("test.host")), group: group)
+}
+
+private func frame(_ message: BitswapMessage) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    message.encodeFrame(into: &buffer)
+    return buffer
+}
+
+@Suite struct BitswapServiceTests {
+    @Test func wantBlockIsAnsweredOnServerOpenedStreamAndMissingGetsDontHave() async throws {
+        let (dir, manifest) = try await bitswapFixtures.value
+        let fixture = try #require(manifest.fixture(named: "cidv0-20mib"))
+        let carPath = dir + "/" + fixture.car
+        let storeRoot = FileManager.default.temporaryDirectory
+            .appendingPathComponent("edgeswap-bitswap-store-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: storeRoot, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: storeRoot) }
+        let bucket = try FileSystemBucket(root: storeRoot)
+        _ = try await Ingester(store: StoreBuckets(single: bucket)).ingest(path: carPath)
+
+        // The root block as the CAR holds it: what the server must send, byte for byte.
+        let reader = try CARReader(source: try FileByteSource(path: carPath))
+        let root = try CID(string: fixture.root)
+        var rootBytes: [UInt8]?
+        while let (section, data) = try reader.nextBlock() where rootBytes == nil {
+            if section.cid == root { rootBytes = data }
+        }
+        let expectedRoot = try #require(rootBytes)
+        // A CID no fixture holds: sha2-256 of bytes that are not a block.
+        let missingBytes = Array("not in the store".utf8)
+        let missing = CID(codec: Multicodec.raw, multihash: try missingBytes.withUnsafeBytes {
+            try Multihash.compute(code: Multicodec.sha2_256, of: $0)
+        })
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let server = try makeHost(listen: ["/ip4/127.0.0.1/tcp/0/ws"], group: group)
+        let client = try makeHost(listen: [], group: group)
+        let service = BitswapService(
+            source: IndexedCARBlockSource(buckets: StoreBuckets(single: bucket), logger: quietLogger("test.store")),
+            logger: quietLogger("test.bitswap"))
+        service.register(on: server)
+        #expect(Set(server.protocols).isSuperset(of: BitswapProtocolVersion.protocolIDs.map(\.id)))
+
+        let received = ReceivedMessages()
+        client.register(protocol: "/ipfs/bitswap/1.2.0") { stream in
+            var decoder = BitswapFrameDecoder()
+            try await stream.executeThenClose { inbound, _ in
+                for try await chunk in inbound {
+                    decoder.append(chunk)
+                    while let body = try decoder.nextMessage() {
+                        received.sink.yield((stream.direction, try BitswapMessage(decoding: body)))
+                    }
+                }
+            }
+        }
+        let addresses = try await server.start()
+        try await client.start()
+        do {
+            let connection = try await client.dial(try #require(addresses.first))
+            let wants = try await connection.openStream("/ipfs/bitswap/1.2.0")
+            try await wants.executeThenClose { _, outbound in
+                let message = BitswapMessage(wantlist: .init(entries: [
+                    .init(cid: root, priority: 10, wantType: .block, sendDontHave: true),
+                    .init(cid: missing, priority: 5, wantType: .block, sendDontHave: true),
+                ]))
+                try await outbound.write(frame(message))
+                outbound.finish()
+            }
+
+            var gotBlock: [UInt8]?
+            var gotBlockPrefix: [UInt8]?
+            var dontHaves: [CID] = []
+            var haves: [CID] = []
+            for await (direction, message) in received.stream {
+                // The client's handler only runs for streams the remote (the server) opened.
+                #expect(direction == .inbound)
+                for block in message.payload {
+                    gotBlockPrefix = block.prefix
+                    gotBlock = Array(block.data.readableBytesView)
+                }
+                for presence in message.blockPresences {
+                    if presence.type == .dontHave { dontHaves.append(presence.cid) } else { haves.append(presence.cid) }
+                }
+                if gotBlock != nil && !dontHaves.isEmpty { break }
+            }
+            #expect(gotBlock == expectedRoot)
+            #expect(gotBlockPrefix == root.prefix)
+            #expect(dontHaves == [missing])
+            #expect(haves.isEmpty)
+            #expect(await service.activeConnections() == 1)
+        } catch {
+            await client.shutdown()
+            await server.shutdown()
+            try await group.shutdownGracefully()
+            throw error
+        }
+        await client.shutdown()
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
