@@ -47,10 +47,7 @@ public final class BitswapService: Sendable {
     /// exactly the stream that carried it (boxo resets an inbound stream whose message fails to decode).
     private func serveInbound(_ stream: Libp2pStream, version: BitswapProtocolVersion) async throws {
         let connection = stream.connection
-        let session = await registry.session(for: connection) {
-            let session = ConnectionSession(connection: connection, version: version, service: self)
-            return session
-        }
+        let session = await registry.session(for: connection, version: version, service: self)
         var decoder = BitswapFrameDecoder(maxMessageSize: configuration.maxMessageSize)
         let maxEntries = configuration.maxWantsPerMessage
         do {
@@ -84,9 +81,12 @@ private actor SessionRegistry {
 
     var count: Int { sessions.count }
 
-    func session(for connection: Libp2pConnection, make: () -> ConnectionSession) -> ConnectionSession {
+    /// The connection's session, made on its first want stream: the engine and the outbound stream
+    /// use the version that stream negotiated.
+    func session(for connection: Libp2pConnection, version: BitswapProtocolVersion,
+                 service: BitswapService) -> ConnectionSession {
         if let existing = sessions[connection.id] { return existing }
-        let session = make()
+        let session = ConnectionSession(connection: connection, version: version, service: service)
         sessions[connection.id] = session
         session.start()
         return session

@@ -62,7 +62,7 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
         let reader = try CARReader(source: try FileByteSource(path: carPath))
         let root = try CID(string: fixture.root)
         var rootBytes: [UInt8]?
-        while let (section, data) = try reader.nextBlock() where rootBytes == nil {
+        while rootBytes == nil, let (section, data) = try reader.nextBlock() {
             if section.cid == root { rootBytes = data }
         }
         let expectedRoot = try #require(rootBytes)
