@@ -23,8 +23,13 @@ private let bitswapFixtures = Task { () async throws -> (String, FixtureManifest
 
 /// Messages a client host receives on Bitswap streams the remote opened.
 private final class ReceivedMessages: Sendable {
-    let stream: AsyncStream<(Libp2pDirection, BitswapMessage)>
-    let sink: AsyncStream<(Libp2pDirection, BitswapMessage)>.Continuation
+    enum Event: Sendable {
+        /// The remote opened a Bitswap stream to us (the direction as our side sees it).
+        case streamOpened(Libp2pDirection, protocolID: String)
+        case message(BitswapMessage)
+    }
+    let stream: AsyncStream<Event>
+    let sink: AsyncStream<Event>.Continuation
     init() { (stream, sink) = AsyncStream.makeStream() }
 }
 
@@ -47,7 +52,8 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
 }
 
 @Suite struct BitswapServiceTests {
-    @Test func wantBlockIsAnsweredOnServerOpenedStreamAndMissingGetsDontHave() async throws {
+    // The limit only turns a missing answer into a failure instead of a hang.
+    @Test(.timeLimit(.minutes(2))) func wantBlockIsAnsweredOnServerOpenedStreamAndMissingGetsDontHave() async throws {
         let (dir, manifest) = try await bitswapFixtures.value
         let fixture = try #require(manifest.fixture(named: "cidv0-20mib"))
         let carPath = dir + "/" + fixture.car
@@ -83,12 +89,13 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
 
         let received = ReceivedMessages()
         client.register(protocol: "/ipfs/bitswap/1.2.0") { stream in
+            received.sink.yield(.streamOpened(stream.direction, protocolID: stream.protocolID))
             var decoder = BitswapFrameDecoder()
             try await stream.executeThenClose { inbound, _ in
                 for try await chunk in inbound {
                     decoder.append(chunk)
                     while let body = try decoder.nextMessage() {
-                        received.sink.yield((stream.direction, try BitswapMessage(decoding: body)))
+                        received.sink.yield(.message(try BitswapMessage(decoding: body)))
                     }
                 }
             }
@@ -97,23 +104,27 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
         try await client.start()
         do {
             let connection = try await client.dial(try #require(addresses.first))
-            let wants = try await connection.openStream("/ipfs/bitswap/1.2.0")
-            try await wants.executeThenClose { _, outbound in
-                let message = BitswapMessage(wantlist: .init(entries: [
-                    .init(cid: root, priority: 10, wantType: .block, sendDontHave: true),
-                    .init(cid: missing, priority: 5, wantType: .block, sendDontHave: true),
-                ]))
-                try await outbound.write(frame(message))
-                outbound.finish()
+            // Two want streams on one connection, as boxo opens them: both feed the connection's one engine,
+            // and every answer must come back on the single stream the server opens.
+            for entry in [BitswapMessage.Entry(cid: root, priority: 10, wantType: .block, sendDontHave: true),
+                          BitswapMessage.Entry(cid: missing, priority: 5, wantType: .block, sendDontHave: true)] {
+                let wants = try await connection.openStream("/ipfs/bitswap/1.2.0")
+                try await wants.executeThenClose { _, outbound in
+                    try await outbound.write(frame(BitswapMessage(wantlist: .init(entries: [entry]))))
+                    outbound.finish()
+                }
             }
 
             var gotBlock: [UInt8]?
             var gotBlockPrefix: [UInt8]?
             var dontHaves: [CID] = []
             var haves: [CID] = []
-            for await (direction, message) in received.stream {
-                // The client's handler only runs for streams the remote (the server) opened.
-                #expect(direction == .inbound)
+            var opened: [(Libp2pDirection, String)] = []
+            for await event in received.stream {
+                guard case .message(let message) = event else {
+                    if case .streamOpened(let direction, let protocolID) = event { opened.append((direction, protocolID)) }
+                    continue
+                }
                 for block in message.payload {
                     gotBlockPrefix = block.prefix
                     gotBlock = Array(block.data.readableBytesView)
@@ -127,6 +138,10 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
             #expect(gotBlockPrefix == root.prefix)
             #expect(dontHaves == [missing])
             #expect(haves.isEmpty)
+            // One stream, opened by the server (inbound on our side), in the version our wants used.
+            #expect(opened.count == 1)
+            #expect(opened.first?.0 == .inbound)
+            #expect(opened.first?.1 == "/ipfs/bitswap/1.2.0")
             #expect(await service.activeConnections() == 1)
         } catch {
             await client.shutdown()
