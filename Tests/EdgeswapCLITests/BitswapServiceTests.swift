@@ -153,4 +153,84 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
         await server.shutdown()
         try await group.shutdownGracefully()
     }
+
+    /// The peer resets the server's answer stream; the next answer must arrive on a new server-opened stream.
+    @Test(.timeLimit(.minutes(1))) func answerStreamIsReopenedAfterPeerResetsIt() async throws {
+        let (dir, manifest) = try await bitswapFixtures.value
+        let fixture = try #require(manifest.fixture(named: "rawleaves-3mib"))
+        let carPath = dir + "/" + fixture.car
+        let storeRoot = FileManager.default.temporaryDirectory
+            .appendingPathComponent("edgeswap-bitswap-store-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: storeRoot, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: storeRoot) }
+        let bucket = try FileSystemBucket(root: storeRoot)
+        _ = try await Ingester(store: StoreBuckets(single: bucket)).ingest(path: carPath)
+        let reader = try CARReader(source: try FileByteSource(path: carPath))
+        var blocks: [(CID, [UInt8])] = []
+        while blocks.count < 2, let (section, data) = try reader.nextBlock() { blocks.append((section.cid, data)) }
+        #expect(blocks.count == 2)
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let server = try makeHost(listen: ["/ip4/127.0.0.1/tcp/0/ws"], group: group)
+        let client = try makeHost(listen: [], group: group)
+        BitswapService(
+            source: IndexedCARBlockSource(buckets: StoreBuckets(single: bucket), logger: quietLogger("test.store")),
+            logger: quietLogger("test.bitswap")).register(on: server)
+        let received = ReceivedMessages()
+        // Reads one message per server-opened stream, then resets that stream.
+        client.register(protocol: "/ipfs/bitswap/1.2.0") { stream in
+            received.sink.yield(.streamOpened(stream.direction, protocolID: stream.protocolID))
+            var decoder = BitswapFrameDecoder()
+            var message: BitswapMessage?
+            try await stream.executeThenClose { inbound, _ in
+                for try await chunk in inbound {
+                    decoder.append(chunk)
+                    if let body = try decoder.nextMessage() {
+                        message = try BitswapMessage(decoding: body)
+                        break
+                    }
+                }
+                // Reset while the stream is still open (a close first would only half-close it).
+                stream.reset()
+            }
+            if let message { received.sink.yield(.message(message)) }
+        }
+        let addresses = try await server.start()
+        try await client.start()
+        do {
+            let connection = try await client.dial(try #require(addresses.first))
+            var iterator = received.stream.makeAsyncIterator()
+            var opened = 0
+            for (cid, bytes) in blocks {
+                let wants = try await connection.openStream("/ipfs/bitswap/1.2.0")
+                try await wants.executeThenClose { _, outbound in
+                    let entry = BitswapMessage.Entry(cid: cid, priority: 1, wantType: .block, sendDontHave: true)
+                    try await outbound.write(frame(BitswapMessage(wantlist: .init(entries: [entry]))))
+                    outbound.finish()
+                }
+                var answer: BitswapMessage?
+                while answer == nil, let event = await iterator.next() {
+                    switch event {
+                    case .streamOpened(let direction, _):
+                        #expect(direction == .inbound)
+                        opened += 1
+                    case .message(let message): answer = message
+                    }
+                }
+                let payload = try #require(answer?.payload.first)
+                #expect(Array(payload.data.readableBytesView) == bytes, "\(cid)")
+                #expect(payload.prefix == cid.prefix)
+            }
+            // Each answer came on its own server-opened stream: the first was reset before the second want.
+            #expect(opened == 2)
+        } catch {
+            await client.shutdown()
+            await server.shutdown()
+            try await group.shutdownGracefully()
+            throw error
+        }
+        await client.shutdown()
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
 }
