@@ -233,4 +233,67 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
         await server.shutdown()
         try await group.shutdownGracefully()
     }
+
+    /// A message that does not decode ends the stream that carried it (a reset) and nothing else: a want on
+    /// another stream of the same connection is still answered.
+    @Test(.timeLimit(.minutes(1))) func badMessageResetsOnlyItsStream() async throws {
+        let bucket = try FileSystemBucket(root: FileManager.default.temporaryDirectory
+            .appendingPathComponent("edgeswap-bitswap-empty-\(UUID().uuidString)").path)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let server = try makeHost(listen: ["/ip4/127.0.0.1/tcp/0/ws"], group: group)
+        let client = try makeHost(listen: [], group: group)
+        BitswapService(
+            source: IndexedCARBlockSource(buckets: StoreBuckets(single: bucket), logger: quietLogger("test.store")),
+            logger: quietLogger("test.bitswap")).register(on: server)
+        let received = ReceivedMessages()
+        client.register(protocol: "/ipfs/bitswap/1.2.0") { stream in
+            var decoder = BitswapFrameDecoder()
+            try await stream.executeThenClose { inbound, _ in
+                for try await chunk in inbound {
+                    decoder.append(chunk)
+                    while let body = try decoder.nextMessage() { received.sink.yield(.message(try BitswapMessage(decoding: body))) }
+                }
+            }
+        }
+        let addresses = try await server.start()
+        try await client.start()
+        do {
+            let connection = try await client.dial(try #require(addresses.first))
+            let bad = try await connection.openStream("/ipfs/bitswap/1.2.0")
+            // Field 1 (wantlist), length-delimited, with a length varint that never ends inside the body.
+            var garbage = ByteBuffer()
+            garbage.writeBytes([0x03, 0x0a, 0xff, 0xff])
+            let ended: Bool = try await bad.executeThenClose { inbound, outbound in
+                try await outbound.write(garbage)
+                // No FIN from us: only the server ending the stream ends this loop.
+                do { for try await _ in inbound {} } catch {}
+                return true
+            }
+            #expect(ended)
+
+            let missingBytes = Array("absent".utf8)
+            let missing = CID(codec: Multicodec.raw, multihash: try missingBytes.withUnsafeBytes {
+                try Multihash.compute(code: Multicodec.sha2_256, of: $0)
+            })
+            let good = try await connection.openStream("/ipfs/bitswap/1.2.0")
+            try await good.executeThenClose { _, outbound in
+                let entry = BitswapMessage.Entry(cid: missing, priority: 1, wantType: .have, sendDontHave: true)
+                try await outbound.write(frame(BitswapMessage(wantlist: .init(entries: [entry]))))
+                outbound.finish()
+            }
+            var presences: [BitswapMessage.BlockPresence] = []
+            for await event in received.stream {
+                if case .message(let message) = event { presences = message.blockPresences; break }
+            }
+            #expect(presences == [.init(cid: missing, type: .dontHave)])
+        } catch {
+            await client.shutdown()
+            await server.shutdown()
+            try await group.shutdownGracefully()
+            throw error
+        }
+        await client.shutdown()
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
 }
