@@ -80,16 +80,17 @@ let package = Package(
         .target(
             name: "EdgeswapServer",
             dependencies: [
-                "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS",
+                "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "Bitswap", "BlockStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "edgeswap",
             dependencies: [
-                "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS",
+                "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -133,7 +134,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
-            "EdgeswapServer", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
+            "EdgeswapServer", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage", "Bitswap", "BlockStore",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ],
                     swiftSettings: strictSettings),
     ],

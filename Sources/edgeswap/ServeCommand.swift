@@ -1,4 +1,5 @@
 import ArgumentParser
+import BlockStore
 import Dispatch
 import EdgeswapServer
 import Foundation
@@ -6,6 +7,7 @@ import Libp2p
 import Logging
 import Multiformats
 import NIOCore
+import ObjectStorage
 
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +19,7 @@ import Darwin
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the libp2p server: listen on WebSocket addresses and answer identify and ping.",
+        abstract: "Run the server: listen on WebSocket addresses and serve the store's blocks over Bitswap.",
         discussion: """
             Prints one line `listening <multiaddr>/p2p/<peer id>` on stdout per listener once it is bound (port 0 \
             is replaced by the real port), logs to stderr, and shuts down gracefully on SIGTERM or SIGINT (GoAway \
@@ -28,7 +30,8 @@ struct ServeCommand: AsyncParsableCommand {
             PEER_ID_JSON (Hoverboard's {"id","privKey","pubKey"} JSON). Every instance given the same key \
             announces the same peer id.
 
-            Bitswap serving from --store arrives in a later version; the store is validated now.
+            Bitswap (/ipfs/bitswap/1.2.0, 1.1.0, 1.0.0 and /ipfs/bitswap) serves every block of every CAR in \
+            --store; answers go out on a stream the server opens to the peer, as kubo expects.
             """)
 
     @Option(name: .long, help: "Store directory (as written by `edgeswap ingest`). Must exist.")
@@ -158,6 +161,10 @@ struct ServeCommand: AsyncParsableCommand {
             tlsCertificateChainFile: self.tlsCert, tlsPrivateKeyFile: self.tlsKey,
             limits: limits, logger: Logger(label: "edgeswap"))
         let host = try Libp2pHost(configuration: configuration)
+        let bucket = try FileSystemBucket(root: self.store)
+        let source = IndexedCARBlockSource(buckets: StoreBuckets(single: bucket),
+                                           logger: Logger(label: "edgeswap.blockstore"))
+        BitswapService(source: source, logger: Logger(label: "edgeswap.bitswap")).register(on: host)
         let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
         let addresses: [Multiaddr]
         do {
