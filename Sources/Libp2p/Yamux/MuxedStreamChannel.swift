@@ -71,6 +71,8 @@ public final class MuxedStreamChannel: Channel, ChannelCore, @unchecked Sendable
     private var outputClosed = false
     private var inputClosed = false
     private var inputClosedPending = false
+    /// The muxer reported the stream closed both ways; the channel closes once buffered reads are delivered.
+    private var fullyClosedPending = false
     private var autoRead = true
     private var readRequested = false
     private var pendingReads = CircularBuffer<ByteBuffer>()
@@ -165,8 +167,19 @@ public final class MuxedStreamChannel: Channel, ChannelCore, @unchecked Sendable
     }
 
     func streamFullyClosed() {
+        // Both sides have closed. Data the application has not read yet (it may be applying backpressure,
+        // so no read is outstanding) must still reach it: closing now would drop it. Deliver it as reads
+        // are requested, then report end of input, then close.
+        self.inputClosedPending = true
+        self.fullyClosedPending = true
         self.deliverReads()
-        self.closeChannel(error: nil)
+        self.closeIfDrained()
+    }
+
+    private func closeIfDrained() {
+        if self.fullyClosedPending && self.pendingReads.isEmpty && !self.closed {
+            self.closeChannel(error: nil)
+        }
     }
 
     func writabilityRestored() {
@@ -198,6 +211,10 @@ public final class MuxedStreamChannel: Channel, ChannelCore, @unchecked Sendable
             self.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         }
         self.owner?.streamFlush()
+        if self.fullyClosedPending {
+            self.closeIfDrained()
+            return
+        }
         if self.autoRead && !self.closed && !self.readRequested { self.pipeline.read() }
     }
 

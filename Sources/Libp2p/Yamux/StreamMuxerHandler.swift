@@ -128,7 +128,9 @@ public final class StreamMuxerHandler<Muxer: StreamMuxerStateMachine>: ChannelIn
         case .streamReset(let id, let code):
             self.streams.removeValue(forKey: id)?.receivedReset(errorCode: code)
         case .streamClosed(let id):
-            self.streams.removeValue(forKey: id)?.streamFullyClosed()
+            // The channel stays in the map until it has delivered its buffered reads and closed
+            // (`streamChannelClosed`), so a session failure meanwhile still reaches it.
+            self.streams[id]?.streamFullyClosed()
         case .writable(let id):
             self.streams[id]?.writabilityRestored()
         case .pong, .goAwayReceived, .streamRefused:
