@@ -156,12 +156,7 @@ public struct MplexSession: StreamMuxerStateMachine {
 
     public mutating func receive(_ bytes: ByteBuffer) {
         guard !self.failed else { return }
-        if self.inbound.readableBytes == 0 {
-            self.inbound = bytes
-        } else {
-            var bytes = bytes
-            self.inbound.writeBuffer(&bytes)
-        }
+        self.inbound.accumulate(bytes)
         while !self.failed {
             switch self.decodeState {
             case .header:

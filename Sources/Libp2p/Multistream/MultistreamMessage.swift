@@ -78,12 +78,7 @@ struct MultistreamTokenReader {
 
     /// Adds received bytes, without copying when nothing is pending.
     mutating func append(_ bytes: ByteBuffer) {
-        if self.buffer.readableBytes == 0 {
-            self.buffer = bytes
-        } else {
-            var bytes = bytes
-            self.buffer.writeBuffer(&bytes)
-        }
+        self.buffer.accumulate(bytes)
     }
 
     /// The next whole token without its newline, or nil if more bytes are needed.
