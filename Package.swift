@@ -127,8 +127,11 @@ let package = Package(
         .testTarget(name: "BitswapTests", dependencies: [
             "Bitswap", "Multiformats", .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
+        // Process harness shared by the tests that start real servers and peers (kubo, py-libp2p, SeaweedFS,
+        // redis-server): child processes stopped by PID, free loopback ports, scratch directories, the venv.
+        .target(name: "EdgeswapTestSupport", path: "Tests/TestSupport", swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
-        .testTarget(name: "InteropTests", dependencies: [], swiftSettings: strictSettings),
+        .testTarget(name: "InteropTests", dependencies: ["EdgeswapTestSupport"], swiftSettings: strictSettings),
         .testTarget(name: "BlockStoreTests", dependencies: [
             "BlockStore", "Bitswap", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import EdgeswapTestSupport
 import Foundation
 import Testing
 

@@ -1,3 +1,4 @@
+import EdgeswapTestSupport
 import Foundation
 
 /// Runs `edgeswap serve ...` (the debug build at `<root>/.build/debug/edgeswap`) for interop tests.

@@ -1,3 +1,4 @@
+import EdgeswapTestSupport
 import Foundation
 
 /// Launches the Python peer scripts of Tests/Interop with the venv's python and decodes the one JSON line

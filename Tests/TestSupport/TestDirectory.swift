@@ -4,11 +4,11 @@ import Foundation
 ///
 /// Removed by `remove()` unless `EDGESWAP_KEEP_INTEROP_TMP=1`, which keeps it for a post-mortem
 /// (its path is in every harness error message).
-struct TestDirectory: Sendable {
-    let url: URL
+public struct TestDirectory: Sendable {
+    public let url: URL
 
     /// Creates `$TMPDIR/edgeswap-interop-<name>-<random>`.
-    init(name: String) throws {
+    public init(name: String) throws {
         let safe = String(name.map { $0.isLetter || $0.isNumber ? $0 : "-" })
         url = FileManager.default.temporaryDirectory
             .appendingPathComponent("edgeswap-interop-\(safe)-\(UUID().uuidString.prefix(8))")
@@ -16,12 +16,12 @@ struct TestDirectory: Sendable {
     }
 
     /// A path inside the directory (not created).
-    func path(_ component: String) -> URL {
+    public func path(_ component: String) -> URL {
         url.appendingPathComponent(component)
     }
 
     /// Writes `count` pseudo-random bytes (seeded, so a failing run can be reproduced) to a new file.
-    func randomFile(_ name: String, count: Int, seed: UInt64) throws -> (url: URL, bytes: Data) {
+    public func randomFile(_ name: String, count: Int, seed: UInt64) throws -> (url: URL, bytes: Data) {
         var state = seed | 1
         var array = [UInt8](repeating: 0, count: count)
         for index in 0..<count {
@@ -37,7 +37,7 @@ struct TestDirectory: Sendable {
         return (url, bytes)
     }
 
-    func remove() {
+    public func remove() {
         if ProcessInfo.processInfo.environment["EDGESWAP_KEEP_INTEROP_TMP"] == "1" { return }
         try? FileManager.default.removeItem(at: url)
     }

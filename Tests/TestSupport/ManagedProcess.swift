@@ -11,12 +11,12 @@ import Darwin
 ///
 /// The child's stdin is a pipe whose write end this object holds: scripts that watch stdin
 /// (`kubo_peer.py serve`) exit on their own if the test process dies without cleaning up.
-final class ManagedProcess {
-    let name: String
-    let stdoutURL: URL
-    let stderrURL: URL
+public final class ManagedProcess {
+    public let name: String
+    public let stdoutURL: URL
+    public let stderrURL: URL
     /// The child's process ID.
-    let pid: pid_t
+    public let pid: pid_t
     /// Write end of the child's stdin; closed when the process is stopped.
     private var stdinWriter: Int32
     /// Set once the child has been reaped (exit code, or 128 + signal number).
@@ -29,7 +29,7 @@ final class ManagedProcess {
     /// Spawned with posix_spawn rather than Foundation's `Process` because the child must start with an
     /// empty signal mask and default dispositions: threads of the test runner block SIGTERM (libdispatch
     /// signal sources use signalfd), and `Process` passes that mask on, so SIGTERM would never arrive.
-    init(name: String, executable: URL, arguments: [String], environment: [String: String] = [:],
+    public init(name: String, executable: URL, arguments: [String], environment: [String: String] = [:],
          directory: TestDirectory) throws {
         self.name = name
         stdoutURL = directory.path("\(name).stdout")
@@ -87,7 +87,7 @@ final class ManagedProcess {
     }
 
     /// False once the process has exited.
-    var isRunning: Bool { !reap() }
+    public var isRunning: Bool { !reap() }
 
     /// Collects the exit status if the child has exited (never blocks). True once it has.
     private func reap() -> Bool {
@@ -102,17 +102,17 @@ final class ManagedProcess {
     }
 
     /// Everything the process wrote to stdout so far.
-    func stdout() -> String {
+    public func stdout() -> String {
         (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? ""
     }
 
     /// Everything the process wrote to stderr so far.
-    func stderr() -> String {
+    public func stderr() -> String {
         (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? ""
     }
 
     /// Complete stdout lines (a trailing partial line is not returned until its newline arrives).
-    func stdoutLines() -> [String] {
+    public func stdoutLines() -> [String] {
         let text = stdout()
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         lines.removeLast()  // the part after the last newline: empty or still being written
@@ -121,7 +121,7 @@ final class ManagedProcess {
 
     /// Waits until `count` stdout lines satisfy `predicate` and returns them; fails if the process exits
     /// first or `timeout` passes.
-    func waitForLines(count: Int = 1, timeout: Duration, where predicate: (String) -> Bool) async throws -> [String] {
+    public func waitForLines(count: Int = 1, timeout: Duration, where predicate: (String) -> Bool) async throws -> [String] {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while true {
@@ -143,7 +143,7 @@ final class ManagedProcess {
     }
 
     /// Waits for one stdout line that contains a match of the regular expression `pattern`.
-    func waitForLine(matching pattern: String, timeout: Duration) async throws -> String {
+    public func waitForLine(matching pattern: String, timeout: Duration) async throws -> String {
         let regex = try Regex(pattern)
         return try await waitForLines(count: 1, timeout: timeout) { $0.contains(regex) }[0]
     }
@@ -151,7 +151,7 @@ final class ManagedProcess {
     /// Waits for the process to exit on its own within `timeout` (else stops it and fails); returns the
     /// exit status.
     @discardableResult
-    func waitForExit(timeout: Duration) async throws -> Int32 {
+    public func waitForExit(timeout: Duration) async throws -> Int32 {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while !reap() {
@@ -167,7 +167,7 @@ final class ManagedProcess {
     /// Stops the process by PID: SIGTERM, then SIGKILL if it is still alive after `grace`, and reaps it.
     /// Idempotent and synchronous (so it works from `defer` and `deinit`); never waits more than
     /// `grace` + 5 s.
-    func terminate(grace: Duration = .seconds(5)) {
+    public func terminate(grace: Duration = .seconds(5)) {
         if stopped { return }
         stopped = true
         close(stdinWriter)
@@ -191,7 +191,7 @@ final class ManagedProcess {
     }
 
     /// An error naming the process, its files and the tail of its output.
-    func failure(_ what: String) -> InteropHarnessError {
+    public func failure(_ what: String) -> InteropHarnessError {
         func tail(_ text: String) -> String {
             text.split(separator: "\n").suffix(15).joined(separator: "\n")
         }
@@ -206,7 +206,7 @@ final class ManagedProcess {
 }
 
 /// Runs `body` with a started process and stops the process afterwards, whether `body` returns or throws.
-func withManagedProcess<Result>(
+public func withManagedProcess<Result>(
     _ process: ManagedProcess, _ body: (ManagedProcess) async throws -> Result
 ) async throws -> Result {
     defer { process.terminate() }

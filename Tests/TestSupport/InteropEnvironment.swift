@@ -1,10 +1,10 @@
 import Foundation
 
 /// A harness failure with a message meant for the person reading the test log.
-struct InteropHarnessError: Error, CustomStringConvertible {
-    let description: String
+public struct InteropHarnessError: Error, CustomStringConvertible {
+    public let description: String
 
-    init(_ description: String) {
+    public init(_ description: String) {
         self.description = description
     }
 }
@@ -14,9 +14,9 @@ struct InteropHarnessError: Error, CustomStringConvertible {
 /// Interop tests start third-party peers (kubo, py-libp2p) that dial out on their own, so they only run
 /// inside a private network namespace whose only interface is loopback. They never skip: a missing venv
 /// or namespace is a test failure that says how to fix it.
-enum InteropEnvironment {
+public enum InteropEnvironment {
     /// The package root, found by walking up from this file to the directory holding Package.swift.
-    static func packageRoot(filePath: String = #filePath) throws -> URL {
+    public static func packageRoot(filePath: String = #filePath) throws -> URL {
         var directory = URL(fileURLWithPath: filePath).deletingLastPathComponent()
         while directory.path != "/" {
             if FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
@@ -28,12 +28,12 @@ enum InteropEnvironment {
     }
 
     /// Tests/Interop: the peer scripts (kubo_peer.py, pylibp2p_peer.py, test_tls.py).
-    static func scriptsDirectory() throws -> URL {
+    public static func scriptsDirectory() throws -> URL {
         try packageRoot().appendingPathComponent("Tests/Interop")
     }
 
     /// The venv made by `.ci/deps`: `$EDGESWAP_VENV`, or `~/.cache/edgeswap/venv`.
-    static func venvDirectory() -> URL {
+    public static func venvDirectory() -> URL {
         let environment = ProcessInfo.processInfo.environment
         if let venv = environment["EDGESWAP_VENV"], !venv.isEmpty {
             return URL(fileURLWithPath: venv)
@@ -43,7 +43,7 @@ enum InteropEnvironment {
     }
 
     /// The venv's python; fails (never skips) when the venv is missing.
-    static func venvPython() throws -> URL {
+    public static func venvPython() throws -> URL {
         let python = venvDirectory().appendingPathComponent("bin/python")
         guard FileManager.default.isExecutableFile(atPath: python.path) else {
             throw InteropHarnessError(
@@ -54,7 +54,7 @@ enum InteropEnvironment {
     }
 
     /// The debug build of the server: `<root>/.build/debug/edgeswap`.
-    static func edgeswapBinary() throws -> URL {
+    public static func edgeswapBinary() throws -> URL {
         let binary = try packageRoot().appendingPathComponent(".build/debug/edgeswap")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw InteropHarnessError("\(binary.path) is missing: run `swift build` first")
@@ -66,7 +66,7 @@ enum InteropEnvironment {
     /// (`make test` runs every test there). Checks both the marker variable and the kernel's view:
     /// `/proc/self/net/dev` lists this process's namespace (unlike /sys/class/net, which shows the
     /// namespace of whoever mounted /sys).
-    static func requirePrivateNetworkNamespace() throws {
+    public static func requirePrivateNetworkNamespace() throws {
         guard ProcessInfo.processInfo.environment["EDGESWAP_IN_NETNS"] == "1" else {
             throw InteropHarnessError(
                 "interop tests start real peers and must run in a loopback-only network namespace: "
@@ -80,7 +80,7 @@ enum InteropEnvironment {
     }
 
     /// Interface names of this process's network namespace, from /proc/self/net/dev.
-    static func networkInterfaces() throws -> [String] {
+    public static func networkInterfaces() throws -> [String] {
         let text = try String(contentsOfFile: "/proc/self/net/dev", encoding: .utf8)
         // Two header lines, then "  name: counters...".
         return text.split(separator: "\n").dropFirst(2).compactMap { line in

@@ -9,12 +9,12 @@ import Darwin
 ///
 /// The kernel picks a free ephemeral port (bind to port 0); the port is closed again before the peer binds
 /// it, so a process-wide set makes sure two tests in this process never get the same one.
-enum LoopbackPorts {
+public enum LoopbackPorts {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var handedOut: Set<UInt16> = []
 
     /// A port on 127.0.0.1 that was free a moment ago and that no other caller here has received.
-    static func allocate() throws -> UInt16 {
+    public static func allocate() throws -> UInt16 {
         for _ in 0..<64 {
             let port = try kernelChosenPort()
             let fresh = lock.withLock { handedOut.insert(port).inserted }
