@@ -84,14 +84,18 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
         .executableTarget(
             name: "edgeswap",
             dependencies: [
-                "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore",
+                "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore", "Bitswap",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

@@ -85,6 +85,8 @@ public struct BitswapEngine: Sendable {
         public var refusals = 0
         /// Lookup results that came back for wants already cancelled or replaced.
         public var staleResults = 0
+
+        public init() {}
     }
 
     /// Wants are keyed by codec + multihash, so a cancel for the v1 form of a v0 CID matches.

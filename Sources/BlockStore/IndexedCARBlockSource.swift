@@ -29,6 +29,10 @@ public struct IndexedCARBlockSourceSettings: Sendable, Equatable {
     /// applies). 2 MiB is the largest block Bitswap implementations are required to accept; bigger
     /// sections are refused after reading only their head.
     public var maxBlockSize: Int = 2 << 20
+    /// With shared scopes (Redis): how long a peer's scope read from the shared store is trusted before the
+    /// next batch reads it again. The read also refreshes the shared scope's time to live, so a peer served
+    /// here keeps its scope alive for every instance.
+    public var sharedScopeRefresh: Duration = .seconds(30)
 
     public init() {}
 }
@@ -68,6 +72,13 @@ public struct BlockSourceStatistics: Sendable, Equatable {
     public var listings = 0
     /// Indexes evicted from the cache to stay within its byte budget.
     public var indexEvictions = 0
+    /// Reads of a peer's scope from the shared store (Redis).
+    public var sharedScopeReads = 0
+    /// Cold CAR indexes found in the shared index cache (Redis) instead of satnav.
+    public var sharedIndexHits = 0
+    /// Calls to the shared store (scopes or indexes) that failed; each was logged and the lookup went on
+    /// without it.
+    public var sharedStoreFailures = 0
 }
 
 /// A block source over a store laid out by `edgeswap ingest` (`StoreLayout`): CAR files in carpark, their
@@ -90,14 +101,21 @@ public final class IndexedCARBlockSource: Sendable {
     public let buckets: StoreBuckets
     /// The tunables this source was made with.
     public let settings: IndexedCARBlockSourceSettings
+    /// Peer scopes shared by every instance (Redis), or nil for in-process scopes only.
+    public let sharedScopes: (any SharedPeerScopes)?
+    /// CAR indexes shared by every instance (Redis), or nil for in-process LRU then satnav.
+    public let sharedIndexes: (any SharedIndexCache)?
     private let state: BlockSourceState
     private let logger: Logger
     private let allocator = ByteBufferAllocator()
 
     public init(buckets: StoreBuckets, settings: IndexedCARBlockSourceSettings = IndexedCARBlockSourceSettings(),
+                sharedScopes: (any SharedPeerScopes)? = nil, sharedIndexes: (any SharedIndexCache)? = nil,
                 logger: Logger = Logger(label: "edgeswap.blockstore")) {
         self.buckets = buckets
         self.settings = settings
+        self.sharedScopes = sharedScopes
+        self.sharedIndexes = sharedIndexes
         self.state = BlockSourceState(settings: settings)
         self.logger = logger
     }
@@ -133,7 +151,7 @@ public final class IndexedCARBlockSource: Sendable {
         var results = [BlockLookup](repeating: .notFound, count: cids.count)
         let now = ContinuousClock.now
         var known: [CID] = []
-        if let peer { known = await state.scope(of: peer, now: now) }
+        if let peer { known = await scope(of: peer, now: now) }
         var wanted: [CID: [Want]] = [:]
         var entries: [CID: CAREntry] = [:]
 
@@ -159,7 +177,7 @@ public final class IndexedCARBlockSource: Sendable {
                 let fresh = cars.filter { !known.contains($0) }
                 if !fresh.isEmpty {
                     known.insert(contentsOf: fresh, at: 0)
-                    if let peer { await state.addToScope(peer, cars: fresh, now: now) }
+                    if let peer { await addToScope(peer, cars: fresh, now: now) }
                     located = await find(mh, in: fresh, failure: &failure)
                 }
             case .failure(let error): failure = error
@@ -215,6 +233,50 @@ public final class IndexedCARBlockSource: Sendable {
         return results
     }
 
+    // MARK: - Scopes
+
+    /// The peer's scope: the in-process one, merged with the shared one when that has not been read for
+    /// `sharedScopeRefresh` (a peer that reconnects here from another instance has no local scope yet, so its
+    /// first batch always reads the shared one).
+    private func scope(of peer: String, now: ContinuousClock.Instant) async -> [CID] {
+        let local = await state.scope(of: peer, now: now)
+        guard let sharedScopes, await state.sharedScopeIsStale(peer, now: now) else { return local }
+        let shared: [CID]
+        do {
+            shared = try await sharedScopes.cars(of: peer, limit: settings.peerScopeCARsPerPeer)
+        } catch {
+            await sharedStoreFailed("read peer scope", error)
+            return local
+        }
+        await state.countSharedScopeRead(peer, now: now)
+        let added = shared.filter { !local.contains($0) }
+        guard !added.isEmpty else { return local }
+        // Local CARs stay first (the most recent here); CARs added by other instances follow.
+        await state.addToScope(peer, cars: added, now: now, asOldest: true)
+        return local + added
+    }
+
+    /// Adds CARs that `peer`'s roots resolved to, here and in the shared store.
+    private func addToScope(_ peer: String, cars: [CID], now: ContinuousClock.Instant) async {
+        await state.addToScope(peer, cars: cars, now: now)
+        guard let sharedScopes else { return }
+        do {
+            try await sharedScopes.add(cars, to: peer, limit: settings.peerScopeCARsPerPeer)
+        } catch {
+            await sharedStoreFailed("add to peer scope", error)
+        }
+    }
+
+    private func sharedStoreFailed(_ operation: String, _ error: any Error) async {
+        // Logged at most once per failure streak's first few occurrences by the counter: every failure is
+        // counted, the log says what failed and that serving goes on without the shared store.
+        let failures = await state.countSharedFailure()
+        if failures <= 3 || failures.isMultiple(of: 1000) {
+            logger.warning("shared store unavailable; serving without it",
+                           metadata: ["operation": "\(operation)", "error": "\(error)", "failures": "\(failures)"])
+        }
+    }
+
     // MARK: - Locating
 
     private func list(_ bucket: any Bucket, prefix: String) async -> Result<[CID], BucketError> {
@@ -248,6 +310,43 @@ public final class IndexedCARBlockSource: Sendable {
     /// Reads and decodes a CAR's index and the start of the CAR (to learn where a CARv2's payload starts:
     /// index offsets are relative to the inner CARv1 payload).
     private func load(_ car: CID) async -> Result<CAREntry, LoadFailure> {
+        if let sharedIndexes {
+            do {
+                if let cached = try await sharedIndexes.index(of: car) {
+                    switch CachedCARIndex.decode(cached) {
+                    case .success(let value):
+                        if let entry = try? makeEntry(car, index: CARIndex.decode(value.index),
+                                                      indexSize: value.index.count,
+                                                      payloadStart: value.payloadStart, payloadEnd: value.payloadEnd)
+                        {
+                            await state.countSharedIndexHit()
+                            return .success(entry)
+                        }
+                        logger.error("shared index cache holds an undecodable index; reading satnav",
+                                     metadata: ["car": "\(car)"])
+                    case .failure(let why):
+                        logger.error("shared index cache entry unusable; reading satnav",
+                                     metadata: ["car": "\(car)", "error": "\(why)"])
+                    }
+                }
+            } catch {
+                await sharedStoreFailed("read CAR index", error)
+            }
+        }
+        let loaded = await loadFromStore(car)
+        if let sharedIndexes, case .success(let (entry, indexBytes)) = loaded {
+            let value = CachedCARIndex(payloadStart: entry.payloadStart, payloadEnd: entry.payloadEnd, index: indexBytes)
+            do {
+                try await sharedIndexes.store(value.encoded(), for: car)
+            } catch {
+                await sharedStoreFailed("store CAR index", error)
+            }
+        }
+        return loaded.map(\.0)
+    }
+
+    /// Reads a CAR's index from satnav and the start of the CAR from carpark.
+    private func loadFromStore(_ car: CID) async -> Result<(CAREntry, [UInt8]), LoadFailure> {
         let indexBytes: [UInt8]
         let start: [UInt8]
         do throws(BucketError) {
@@ -285,12 +384,20 @@ public final class IndexedCARBlockSource: Sendable {
             payloadStart = header.dataOffset
             payloadEnd = end
         }
+        let entry = makeEntry(car, index: index, indexSize: indexBytes.count, payloadStart: payloadStart,
+                              payloadEnd: payloadEnd)
+        return .success((entry, indexBytes))
+    }
+
+    private func makeEntry(_ car: CID, index: CARIndex, indexSize: Int, payloadStart: UInt64, payloadEnd: UInt64?)
+        -> CAREntry
+    {
         var starts: [UInt64] = []
         starts.reserveCapacity(index.entryCount)
         index.forEach { _, _, offset in starts.append(offset) }
         starts.sort()
-        return .success(CAREntry(car: car, index: index, sectionStarts: starts, payloadStart: payloadStart,
-                                 payloadEnd: payloadEnd, cost: indexBytes.count + 8 * starts.count + 256))
+        return CAREntry(car: car, index: index, sectionStarts: starts, payloadStart: payloadStart,
+                        payloadEnd: payloadEnd, cost: indexSize + 8 * starts.count + 256)
     }
 
     // MARK: - Reading
@@ -453,6 +560,8 @@ actor BlockSourceState {
     private var missingOrder: [Multihash] = []
     private var missingHead = 0
     private var scopes: [String: (cars: [CID], expires: ContinuousClock.Instant)] = [:]
+    /// When each peer's shared scope was last read (entries dropped with the local scope's bound).
+    private var sharedScopeReadAt: [String: ContinuousClock.Instant] = [:]
     private var stats = BlockSourceStatistics()
 
     init(settings: IndexedCARBlockSourceSettings) {
@@ -472,6 +581,7 @@ actor BlockSourceState {
         missingOrder = []
         missingHead = 0
         scopes = [:]
+        sharedScopeReadAt = [:]
     }
 
     /// The cached entry for `car`, or the result of one `loader` call shared by every concurrent caller
@@ -524,10 +634,33 @@ actor BlockSourceState {
         return scope.cars
     }
 
-    func addToScope(_ peer: String, cars: [CID], now: ContinuousClock.Instant) {
+    func sharedScopeIsStale(_ peer: String, now: ContinuousClock.Instant) -> Bool {
+        guard let last = sharedScopeReadAt[peer] else { return true }
+        return now - last >= settings.sharedScopeRefresh
+    }
+
+    func countSharedScopeRead(_ peer: String, now: ContinuousClock.Instant) {
+        stats.sharedScopeReads += 1
+        sharedScopeReadAt[peer] = now
+        if sharedScopeReadAt.count > 2 * settings.peerScopePeers {
+            let horizon = settings.sharedScopeRefresh
+            sharedScopeReadAt = sharedScopeReadAt.filter { now - $0.value < horizon }
+        }
+    }
+
+    func countSharedIndexHit() { stats.sharedIndexHits += 1 }
+
+    func countSharedFailure() -> Int {
+        stats.sharedStoreFailures += 1
+        return stats.sharedStoreFailures
+    }
+
+    /// Adds `cars` to `peer`'s scope: as the most recent ones, or (`asOldest`, for CARs learnt from the
+    /// shared store) after the ones already here.
+    func addToScope(_ peer: String, cars: [CID], now: ContinuousClock.Instant, asOldest: Bool = false) {
         var list = scopes[peer].map { $0.expires > now ? $0.cars : [] } ?? []
         list.removeAll { cars.contains($0) }
-        list.insert(contentsOf: cars, at: 0)
+        if asOldest { list.append(contentsOf: cars) } else { list.insert(contentsOf: cars, at: 0) }
         if list.count > settings.peerScopeCARsPerPeer { list.removeLast(list.count - settings.peerScopeCARsPerPeer) }
         scopes[peer] = (list, now + settings.peerScopeTTL)
         if scopes.count > settings.peerScopePeers {

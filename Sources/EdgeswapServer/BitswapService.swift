@@ -2,6 +2,7 @@ import Bitswap
 import Libp2p
 import Logging
 import Multiformats
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Serves Bitswap on a `Libp2pHost`: the I/O owner of one `BitswapEngine` per connection.
@@ -23,6 +24,7 @@ public final class BitswapService: Sendable {
     public let configuration: BitswapEngine.Configuration
     private let logger: Logger
     private let registry = SessionRegistry()
+    private let totals = NIOLockedValueBox(BitswapEngine.Statistics())
 
     public init(source: any BlockSource, configuration: BitswapEngine.Configuration = .init(),
                 logger: Logger = Logger(label: "edgeswap.bitswap")) {
@@ -42,6 +44,21 @@ public final class BitswapService: Sendable {
 
     /// Connections with a live engine (for diagnostics and tests).
     public func activeConnections() async -> Int { await registry.count }
+
+    /// What every engine of this service has done so far (live and ended sessions), for metrics.
+    public var statistics: BitswapEngine.Statistics { totals.withLockedValue { $0 } }
+
+    fileprivate func add(_ delta: BitswapEngine.Statistics, since last: BitswapEngine.Statistics) {
+        totals.withLockedValue { t in
+            t.messagesSent += delta.messagesSent - last.messagesSent
+            t.blocksSent += delta.blocksSent - last.blocksSent
+            t.blockBytesSent += delta.blockBytesSent - last.blockBytesSent
+            t.havesSent += delta.havesSent - last.havesSent
+            t.dontHavesSent += delta.dontHavesSent - last.dontHavesSent
+            t.refusals += delta.refusals - last.refusals
+            t.staleResults += delta.staleResults - last.staleResults
+        }
+    }
 
     /// Reads one inbound want stream: uvarint-delimited messages, decoded here so a bad message resets
     /// exactly the stream that carried it (boxo resets an inbound stream whose message fails to decode).
@@ -136,6 +153,7 @@ private final class ConnectionSession: Sendable {
         let source = service.source
         let events = self.events
         let (frames, frameSink) = AsyncStream.makeStream(of: ByteBuffer.self)
+        var reported = engine.statistics
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.writeFrames(frames) }
             for await event in eventStream {
@@ -163,6 +181,10 @@ private final class ConnectionSession: Sendable {
                             "connection": "\(connection.id)", "refusal": "\(refusal)",
                         ])
                     }
+                }
+                if engine.statistics != reported {
+                    service.add(engine.statistics, since: reported)
+                    reported = engine.statistics
                 }
             }
             frameSink.finish()

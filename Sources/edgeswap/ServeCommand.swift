@@ -84,6 +84,11 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Seconds running streams get to finish on shutdown before connections are closed.")
     var shutdownGrace: Double = 5
 
+    @Option(name: .customLong("admin-listen"), help: ArgumentHelp(
+        "HOST:PORT of the admin HTTP endpoint: /livez, /readyz (503 while storage is unreachable), /metrics (Prometheus).",
+        discussion: "Off unless given. Keep it on a private interface, e.g. 127.0.0.1:9090; PORT 0 picks a free port (printed as `admin http://HOST:PORT`)."))
+    var adminListen: String?
+
     @Option(name: .customLong("log-level"),
             help: "Minimum level logged to stderr: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -106,6 +111,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key go together")
         }
+        if let adminListen, Self.hostAndPort(adminListen) == nil {
+            throw ValidationError("--admin-listen \(adminListen): expected HOST:PORT, e.g. 127.0.0.1:9090")
+        }
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ValidationError("--log-level \(self.logLevel): use trace, debug, info, notice, warning, error or critical")
         }
@@ -119,6 +127,15 @@ struct ServeCommand: AsyncParsableCommand {
         guard self.wsMaxFrame >= 65537 else {
             throw ValidationError("--ws-max-frame must be at least 65537 (one Noise frame)")
         }
+    }
+
+    /// `HOST:PORT` (an IPv6 host in brackets) split, or nil.
+    static func hostAndPort(_ text: String) -> (String, Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
     }
 
     /// The identity from --key, $EDGESWAP_PRIVATE_KEY or $PEER_ID_JSON.
@@ -164,7 +181,8 @@ struct ServeCommand: AsyncParsableCommand {
         let bucket = try FileSystemBucket(root: self.store)
         let source = IndexedCARBlockSource(buckets: StoreBuckets(single: bucket),
                                            logger: Logger(label: "edgeswap.blockstore"))
-        BitswapService(source: source, logger: Logger(label: "edgeswap.bitswap")).register(on: host)
+        let service = BitswapService(source: source, logger: Logger(label: "edgeswap.bitswap"))
+        service.register(on: host)
         let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
         let addresses: [Multiaddr]
         do {
@@ -173,12 +191,36 @@ struct ServeCommand: AsyncParsableCommand {
             await host.shutdown()
             throw error
         }
+        var admin: AdminServer?
+        if let adminListen, let (adminHost, adminPort) = Self.hostAndPort(adminListen) {
+            let store = bucket
+            let root = self.store
+            let health = HealthMonitor(checks: [
+                HealthCheck(name: "store \(root)", critical: true) {
+                    // A listing of a missing directory is just empty, so look at the directory itself too.
+                    var isDirectory: ObjCBool = false
+                    guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue
+                    else { throw ValidationError("\(root) is not a directory any more") }
+                    _ = try await store.list(prefix: "", after: nil, limit: 1)
+                },
+            ])
+            let endpoints = AdminEndpoints(health: health, source: source, service: service, host: host)
+            do {
+                admin = try await AdminServer.start(host: adminHost, port: adminPort, logger: Logger(label: "edgeswap.admin"),
+                                                    respond: endpoints.respond)
+            } catch {
+                await host.shutdown()
+                throw ValidationError("--admin-listen \(adminListen): \(error)")
+            }
+            writeStandardOutput("admin http://\(adminHost):\(admin?.localAddress.port ?? adminPort)")
+        }
         for address in addresses {
             writeStandardOutput("listening \(address)")
         }
         let signal = await signals.next()
         Logger(label: "edgeswap").info("signal received; shutting down", metadata: ["signal": "\(signal)"])
         await host.shutdown()
+        await admin?.shutdown()
     }
 }
 

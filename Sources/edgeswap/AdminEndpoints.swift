@@ -1,0 +1,67 @@
+import Bitswap
+import BlockStore
+import EdgeswapServer
+import Libp2p
+import NIOHTTP1
+
+/// The admin port's three endpoints over the parts of a running server.
+struct AdminEndpoints: Sendable {
+    let health: HealthMonitor
+    let source: IndexedCARBlockSource
+    let service: BitswapService
+    let host: Libp2pHost
+
+    func respond(_ method: HTTPMethod, _ path: String) async -> AdminResponse {
+        guard method == .GET || method == .HEAD else {
+            return AdminResponse(status: .methodNotAllowed, body: "only GET and HEAD\n")
+        }
+        switch path {
+        case "/livez":
+            return AdminResponse(body: "ok\n")
+        case "/readyz":
+            let report = await health.report()
+            return AdminResponse(status: report.ready ? .ok : .serviceUnavailable, body: report.text)
+        case "/metrics":
+            return AdminResponse(contentType: "text/plain; version=0.0.4; charset=utf-8", body: await metrics())
+        default:
+            return AdminResponse(status: .notFound, body: "unknown path \(path): use /livez, /readyz or /metrics\n")
+        }
+    }
+
+    private func metrics() async -> String {
+        let store = await source.statistics()
+        let bitswap = service.statistics
+        let ready = await health.report().ready
+        var out = PrometheusText()
+        out.add("edgeswap_ready", "gauge", "1 when every critical dependency answers (as /readyz).", ready ? 1 : 0)
+        out.add("edgeswap_connections", "gauge", "Open libp2p connections.", host.connections.count)
+        out.add("edgeswap_bitswap_sessions", "gauge", "Connections with a Bitswap engine.",
+                await service.activeConnections())
+        out.add("edgeswap_bitswap_messages_sent_total", "counter", "Bitswap messages sent.", bitswap.messagesSent)
+        out.add("edgeswap_bitswap_blocks_sent_total", "counter", "Blocks sent.", bitswap.blocksSent)
+        out.add("edgeswap_bitswap_block_bytes_sent_total", "counter", "Block bytes sent.", bitswap.blockBytesSent)
+        out.add("edgeswap_bitswap_presences_sent_total", "counter", "HAVE and DONT_HAVE presences sent.",
+                label: "type", [("have", bitswap.havesSent), ("dont_have", bitswap.dontHavesSent)])
+        out.add("edgeswap_bitswap_refusals_total", "counter",
+                "Wants refused (CID too long, hash not allowed, block too large, over a cap).", bitswap.refusals)
+        out.add("edgeswap_store_index_loads_total", "counter", "CAR indexes read from satnav.", store.indexLoads)
+        out.add("edgeswap_store_index_evictions_total", "counter", "CAR indexes evicted from memory.",
+                store.indexEvictions)
+        out.add("edgeswap_store_shared_index_hits_total", "counter", "CAR indexes found in the shared cache (Redis).",
+                store.sharedIndexHits)
+        out.add("edgeswap_store_shared_scope_reads_total", "counter", "Peer scopes read from Redis.",
+                store.sharedScopeReads)
+        out.add("edgeswap_store_shared_failures_total", "counter",
+                "Redis calls that failed (lookups went on without the cache).", store.sharedStoreFailures)
+        out.add("edgeswap_store_block_reads_total", "counter", "Ranged reads of CAR bytes (coalesced runs).",
+                store.blockReads)
+        out.add("edgeswap_store_bytes_read_total", "counter", "Bytes those reads returned.", store.bytesRead)
+        out.add("edgeswap_store_blocks_served_total", "counter", "Blocks read and verified.", store.blocksServed)
+        out.add("edgeswap_store_corrupt_blocks_total", "counter", "Blocks whose bytes did not match their CID.",
+                store.corruptBlocks)
+        out.add("edgeswap_store_negative_cache_hits_total", "counter", "Wants answered from the negative cache.",
+                store.negativeCacheHits)
+        out.add("edgeswap_store_listings_total", "counter", "dudewhere and blockmap listings.", store.listings)
+        return out.text
+    }
+}
