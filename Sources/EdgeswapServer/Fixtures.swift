@@ -110,12 +110,40 @@ public enum FixtureGenerator {
             size: (2 << 20) + 777, seed: 0xED6E_0003, options: .blake3RawLeaves, directory: directory, log: log))
         fixtures.append(try directoryFixture(directory: directory, log: log))
         let manifest = FixtureManifest(version: FixtureManifest.currentVersion, fixtures: fixtures)
+        try writeManifest(manifest, directory: directory, log: log)
+        return Outcome(manifest: manifest, wrote: true)
+    }
+
+    /// The name of the one fixture `runSynthetic` writes.
+    public static func syntheticName(mebibytes: Int) -> String { "cidv0-\(mebibytes)mib" }
+
+    /// Writes one large file fixture, `cidv0-<N>mib` (N MiB of seeded bytes imported as kubo does by default:
+    /// CIDv0, 256 KiB dag-pb leaves), with its own fixtures.json, for benchmarks that need more blocks than
+    /// the test fixtures have. Does nothing if a matching set is already there.
+    public static func runSynthetic(directory: String, mebibytes: Int, log: (String) -> Void = { _ in }) throws
+        -> Outcome
+    {
+        let name = syntheticName(mebibytes: mebibytes)
+        try LocalFiles.makeDirectories(directory)
+        if let existing = try? loadManifest(directory: directory), isIntact(existing, directory: directory, names: [name]) {
+            log("fixture \(name) in \(directory) is up to date")
+            return Outcome(manifest: existing, wrote: false)
+        }
+        let fixture = try fileFixture(
+            name: name, summary: "\(mebibytes) MiB file, kubo default (CIDv0, dag-pb leaves), for benchmarks",
+            size: mebibytes << 20, seed: 0xED6E_1000 &+ UInt64(mebibytes), options: .kuboDefault,
+            directory: directory, log: log)
+        let manifest = FixtureManifest(version: FixtureManifest.currentVersion, fixtures: [fixture])
+        try writeManifest(manifest, directory: directory, log: log)
+        return Outcome(manifest: manifest, wrote: true)
+    }
+
+    private static func writeManifest(_ manifest: FixtureManifest, directory: String, log: (String) -> Void) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try LocalFiles.writeAtomically(Array(try encoder.encode(manifest)) + [0x0a],
                                        to: directory + "/" + manifestName)
         log("wrote \(directory)/\(manifestName)")
-        return Outcome(manifest: manifest, wrote: true)
     }
 
     /// Reads `fixtures.json`.
@@ -126,9 +154,9 @@ public enum FixtureGenerator {
 
     /// Whether every file the manifest names is there with its recorded size and sha2-256, and the manifest
     /// is from this generator version. Sizes are checked first so a missing or cut file costs no hashing.
-    public static func isIntact(_ manifest: FixtureManifest, directory: String) -> Bool {
-        guard manifest.version == FixtureManifest.currentVersion,
-              manifest.fixtures.map(\.name) == ["cidv0-20mib", "rawleaves-3mib", "blake3-2mib", "directory"]
+    public static func isIntact(_ manifest: FixtureManifest, directory: String,
+                                names: [String] = ["cidv0-20mib", "rawleaves-3mib", "blake3-2mib", "directory"]) -> Bool {
+        guard manifest.version == FixtureManifest.currentVersion, manifest.fixtures.map(\.name) == names
         else { return false }
         var files: [(path: String, size: UInt64, sha256: String)] = []
         for fixture in manifest.fixtures {

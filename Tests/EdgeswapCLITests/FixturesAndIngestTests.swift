@@ -129,6 +129,25 @@ private func sections(of path: String) throws -> (roots: [CID], payloadStart: UI
         #expect(FixtureGenerator.isIntact(repaired.manifest, directory: dir))
         #expect(repaired.manifest == reference)
     }
+
+    @Test func syntheticFixtureIsDeterministicAndReadsBack() throws {
+        let dir = try temporaryDirectory("fixtures-synthetic")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let first = try FixtureGenerator.runSynthetic(directory: dir, mebibytes: 3)
+        #expect(first.wrote)
+        let fixture = try #require(first.manifest.fixtures.first)
+        #expect(first.manifest.fixtures.count == 1)
+        #expect(fixture.name == "cidv0-3mib")
+        #expect(fixture.size == 3 << 20)
+        // 12 leaves of 256 KiB and one root: the kubo default layout.
+        #expect(fixture.blocks == 13)
+        #expect(fixture.root.hasPrefix("Qm"))
+        let again = try FixtureGenerator.runSynthetic(directory: dir, mebibytes: 3)
+        #expect(!again.wrote)
+        #expect(again.manifest == first.manifest)
+        // The test fixtures' manifest does not pass for a synthetic directory (and the reverse).
+        #expect(!FixtureGenerator.isIntact(first.manifest, directory: dir))
+    }
 }
 
 @Suite struct IngestTests {
