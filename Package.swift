@@ -36,9 +36,11 @@ let package = Package(
             dependencies: ["Multiformats"],
             swiftSettings: strictSettings
         ),
+        // Hand-written protobuf wire format for the small fixed schemas (dag-pb, UnixFS, keys, Noise, identify).
+        .target(name: "ProtobufWire", swiftSettings: strictSettings),
         .target(
             name: "UnixFS",
-            dependencies: ["Multiformats"],
+            dependencies: ["Multiformats", "ProtobufWire"],
             swiftSettings: strictSettings
         ),
         .target(
@@ -58,7 +60,7 @@ let package = Package(
         .target(
             name: "Libp2p",
             dependencies: [
-                "Multiformats",
+                "Multiformats", "ProtobufWire",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -74,7 +76,7 @@ let package = Package(
         ),
         .target(
             name: "Bitswap",
-            dependencies: ["Multiformats", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["Multiformats", "ProtobufWire", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         .target(

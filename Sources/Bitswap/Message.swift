@@ -1,5 +1,6 @@
 import Multiformats
 import NIOCore
+import ProtobufWire
 
 /// A Bitswap message (`boxo:bitswap/message/pb/message.proto`):
 ///
@@ -119,28 +120,28 @@ extension BitswapMessage {
     ///   `rejectedEntries` as `.overCap`. Cancels are always kept: they only shrink state.
     public init(decoding body: ByteBuffer, maxWantlistEntries: Int = .max) throws(BitswapDecodeError) {
         self.init()
-        var reader = ProtoReader(body)
+        var reader = BitswapProtoReader(body)
         while let (field, wireType) = try reader.readTag(in: "Message") {
             switch field {
             case 1:
-                try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "Message.wantlist")
+                try BitswapProtoReader.expect(wireType, ProtoWire.lengthDelimited, field: "Message.wantlist")
                 let slice = try reader.readLengthDelimited(field: "Message.wantlist")
                 // protobuf merges repeated occurrences of a singular message field.
                 var list = wantlist ?? Wantlist()
                 try Self.decodeWantlist(slice, into: &list, rejected: &rejectedEntries)
                 wantlist = list
             case 2:
-                try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "Message.blocks")
+                try BitswapProtoReader.expect(wireType, ProtoWire.lengthDelimited, field: "Message.blocks")
                 blocks.append(try reader.readLengthDelimited(field: "Message.blocks"))
             case 3:
-                try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "Message.payload")
+                try BitswapProtoReader.expect(wireType, ProtoWire.lengthDelimited, field: "Message.payload")
                 payload.append(try Self.decodeBlock(try reader.readLengthDelimited(field: "Message.payload")))
             case 4:
-                try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "Message.blockPresences")
+                try BitswapProtoReader.expect(wireType, ProtoWire.lengthDelimited, field: "Message.blockPresences")
                 blockPresences.append(
                     try Self.decodePresence(try reader.readLengthDelimited(field: "Message.blockPresences")))
             case 5:
-                try ProtoReader.expect(wireType, WireType.varint, field: "Message.pendingBytes")
+                try BitswapProtoReader.expect(wireType, ProtoWire.varint, field: "Message.pendingBytes")
                 pendingBytes = Int32(truncatingIfNeeded: try reader.readVarint(field: "Message.pendingBytes"))
             default:
                 try reader.skip(field: field, wireType: wireType, in: "Message")
@@ -173,18 +174,18 @@ extension BitswapMessage {
 
     private static func decodeWantlist(_ body: ByteBuffer, into list: inout Wantlist,
                                        rejected: inout [RejectedEntry]) throws(BitswapDecodeError) {
-        var reader = ProtoReader(body)
+        var reader = BitswapProtoReader(body)
         while let (field, wireType) = try reader.readTag(in: "Wantlist") {
             switch field {
             case 1:
-                try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "Wantlist.entries")
+                try BitswapProtoReader.expect(wireType, ProtoWire.lengthDelimited, field: "Wantlist.entries")
                 let slice = try reader.readLengthDelimited(field: "Wantlist.entries")
                 switch try decodeEntry(slice) {
                 case .entry(let entry): list.entries.append(entry)
                 case .rejected(let why): rejected.append(why)
                 }
             case 2:
-                try ProtoReader.expect(wireType, WireType.varint, field: "Wantlist.full")
+                try BitswapProtoReader.expect(wireType, ProtoWire.varint, field: "Wantlist.full")
                 list.full = try reader.readVarint(field: "Wantlist.full") != 0
             default:
                 try reader.skip(field: field, wireType: wireType, in: "Wantlist")
@@ -195,7 +196,7 @@ extension BitswapMessage {
     private enum EntryOutcome { case entry(Entry), rejected(RejectedEntry) }
 
     private static func decodeEntry(_ body: ByteBuffer) throws(BitswapDecodeError) -> EntryOutcome {
-        var reader = ProtoReader(body)
+        var reader = BitswapProtoReader(body)
         var cidBytes: ByteBuffer?
         var priority: Int32 = 0
         var cancel = false
@@ -204,20 +205,20 @@ extension BitswapMessage {
         while let (field, wireType) = try reader.readTag(in: "Entry") {
             switch field {
             case 1:
-                try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "Entry.block")
+                try BitswapProtoReader.expect(wireType, ProtoWire.lengthDelimited, field: "Entry.block")
                 cidBytes = try reader.readLengthDelimited(field: "Entry.block")
             case 2:
-                try ProtoReader.expect(wireType, WireType.varint, field: "Entry.priority")
+                try BitswapProtoReader.expect(wireType, ProtoWire.varint, field: "Entry.priority")
                 // int32: the low 32 bits of the (sign-extended) varint.
                 priority = Int32(truncatingIfNeeded: try reader.readVarint(field: "Entry.priority"))
             case 3:
-                try ProtoReader.expect(wireType, WireType.varint, field: "Entry.cancel")
+                try BitswapProtoReader.expect(wireType, ProtoWire.varint, field: "Entry.cancel")
                 cancel = try reader.readVarint(field: "Entry.cancel") != 0
             case 4:
-                try ProtoReader.expect(wireType, WireType.varint, field: "Entry.wantType")
+                try BitswapProtoReader.expect(wireType, ProtoWire.varint, field: "Entry.wantType")
                 wantTypeRaw = Int32(truncatingIfNeeded: try reader.readVarint(field: "Entry.wantType"))
             case 5:
-                try ProtoReader.expect(wireType, WireType.varint, field: "Entry.sendDontHave")
+                try BitswapProtoReader.expect(wireType, ProtoWire.varint, field: "Entry.sendDontHave")
                 sendDontHave = try reader.readVarint(field: "Entry.sendDontHave") != 0
             default:
                 try reader.skip(field: field, wireType: wireType, in: "Entry")
@@ -254,17 +255,17 @@ extension BitswapMessage {
     }
 
     private static func decodeBlock(_ body: ByteBuffer) throws(BitswapDecodeError) -> Block {
-        var reader = ProtoReader(body)
+        var reader = BitswapProtoReader(body)
         var prefix: [UInt8] = []
         var data = ByteBuffer()
         while let (field, wireType) = try reader.readTag(in: "Block") {
             switch field {
             case 1:
-                try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "Block.prefix")
+                try BitswapProtoReader.expect(wireType, ProtoWire.lengthDelimited, field: "Block.prefix")
                 let slice = try reader.readLengthDelimited(field: "Block.prefix")
                 prefix = Array(slice.readableBytesView)
             case 2:
-                try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "Block.data")
+                try BitswapProtoReader.expect(wireType, ProtoWire.lengthDelimited, field: "Block.data")
                 data = try reader.readLengthDelimited(field: "Block.data")
             default:
                 try reader.skip(field: field, wireType: wireType, in: "Block")
@@ -274,17 +275,17 @@ extension BitswapMessage {
     }
 
     private static func decodePresence(_ body: ByteBuffer) throws(BitswapDecodeError) -> BlockPresence {
-        var reader = ProtoReader(body)
+        var reader = BitswapProtoReader(body)
         var cid: CID?
         var type: PresenceType = .have
         while let (field, wireType) = try reader.readTag(in: "BlockPresence") {
             switch field {
             case 1:
-                try ProtoReader.expect(wireType, WireType.lengthDelimited, field: "BlockPresence.cid")
+                try BitswapProtoReader.expect(wireType, ProtoWire.lengthDelimited, field: "BlockPresence.cid")
                 cid = try parseCID(try reader.readLengthDelimited(field: "BlockPresence.cid"),
                                    field: "BlockPresence.cid")
             case 2:
-                try ProtoReader.expect(wireType, WireType.varint, field: "BlockPresence.type")
+                try BitswapProtoReader.expect(wireType, ProtoWire.varint, field: "BlockPresence.type")
                 let raw = Int32(truncatingIfNeeded: try reader.readVarint(field: "BlockPresence.type"))
                 switch raw {
                 case 0: type = .have
@@ -305,7 +306,7 @@ extension BitswapMessage {
 extension BitswapMessage {
     static func entrySize(_ e: Entry) -> Int {
         var n = Proto.delimitedSize(e.cid.bytes.count)
-        if e.priority != 0 { n += 1 + Proto.varintSize(Proto.int32Wire(e.priority)) }
+        if e.priority != 0 { n += 1 + ProtoWire.varintLength(Proto.int32Wire(e.priority)) }
         if e.cancel { n += 2 }
         if e.wantType == .have { n += 2 }
         if e.sendDontHave { n += 2 }
@@ -333,7 +334,7 @@ extension BitswapMessage {
         for b in blocks { n += Proto.delimitedSize(b.readableBytes) }
         for b in payload { n += Proto.delimitedSize(Self.blockSize(b)) }
         for p in blockPresences { n += Proto.delimitedSize(Self.presenceSize(p)) }
-        if pendingBytes != 0 { n += 1 + Proto.varintSize(Proto.int32Wire(pendingBytes)) }
+        if pendingBytes != 0 { n += 1 + ProtoWire.varintLength(Proto.int32Wire(pendingBytes)) }
         return n
     }
 
@@ -341,7 +342,7 @@ extension BitswapMessage {
     /// size first so block bytes are copied once.
     public func encodeFrame(into buffer: inout ByteBuffer) {
         let size = encodedSize
-        buffer.reserveCapacity(minimumWritableBytes: Proto.varintSize(UInt64(size)) + size)
+        buffer.reserveCapacity(minimumWritableBytes: ProtoWire.varintLength(UInt64(size)) + size)
         Proto.writeVarint(UInt64(size), into: &buffer)
         encodeBody(into: &buffer)
     }
@@ -349,16 +350,16 @@ extension BitswapMessage {
     /// Writes the protobuf body only. proto3 zero values are omitted, as Go's encoder does.
     public func encodeBody(into buffer: inout ByteBuffer) {
         if let wantlist {
-            Proto.writeVarint(Proto.tag(1, WireType.lengthDelimited), into: &buffer)
+            Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
             Proto.writeVarint(UInt64(Self.wantlistSize(wantlist)), into: &buffer)
             for e in wantlist.entries {
-                Proto.writeVarint(Proto.tag(1, WireType.lengthDelimited), into: &buffer)
+                Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
                 Proto.writeVarint(UInt64(Self.entrySize(e)), into: &buffer)
-                Proto.writeVarint(Proto.tag(1, WireType.lengthDelimited), into: &buffer)
+                Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
                 Proto.writeVarint(UInt64(e.cid.bytes.count), into: &buffer)
                 buffer.writeBytes(e.cid.bytes)
                 if e.priority != 0 {
-                    Proto.writeVarint(Proto.tag(2, WireType.varint), into: &buffer)
+                    Proto.writeVarint(Proto.tag(2, ProtoWire.varint), into: &buffer)
                     Proto.writeVarint(Proto.int32Wire(e.priority), into: &buffer)
                 }
                 if e.cancel { buffer.writeBytes([0x18, 0x01]) }
@@ -368,30 +369,30 @@ extension BitswapMessage {
             if wantlist.full { buffer.writeBytes([0x10, 0x01]) }
         }
         for b in blocks {
-            Proto.writeVarint(Proto.tag(2, WireType.lengthDelimited), into: &buffer)
+            Proto.writeVarint(Proto.tag(2, ProtoWire.lengthDelimited), into: &buffer)
             Proto.writeVarint(UInt64(b.readableBytes), into: &buffer)
             buffer.writeImmutableBuffer(b)
         }
         for b in payload {
-            Proto.writeVarint(Proto.tag(3, WireType.lengthDelimited), into: &buffer)
+            Proto.writeVarint(Proto.tag(3, ProtoWire.lengthDelimited), into: &buffer)
             Proto.writeVarint(UInt64(Self.blockSize(b)), into: &buffer)
-            Proto.writeVarint(Proto.tag(1, WireType.lengthDelimited), into: &buffer)
+            Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
             Proto.writeVarint(UInt64(b.prefix.count), into: &buffer)
             buffer.writeBytes(b.prefix)
-            Proto.writeVarint(Proto.tag(2, WireType.lengthDelimited), into: &buffer)
+            Proto.writeVarint(Proto.tag(2, ProtoWire.lengthDelimited), into: &buffer)
             Proto.writeVarint(UInt64(b.data.readableBytes), into: &buffer)
             buffer.writeImmutableBuffer(b.data)
         }
         for p in blockPresences {
-            Proto.writeVarint(Proto.tag(4, WireType.lengthDelimited), into: &buffer)
+            Proto.writeVarint(Proto.tag(4, ProtoWire.lengthDelimited), into: &buffer)
             Proto.writeVarint(UInt64(Self.presenceSize(p)), into: &buffer)
-            Proto.writeVarint(Proto.tag(1, WireType.lengthDelimited), into: &buffer)
+            Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
             Proto.writeVarint(UInt64(p.cid.bytes.count), into: &buffer)
             buffer.writeBytes(p.cid.bytes)
             if p.type == .dontHave { buffer.writeBytes([0x10, 0x01]) }
         }
         if pendingBytes != 0 {
-            Proto.writeVarint(Proto.tag(5, WireType.varint), into: &buffer)
+            Proto.writeVarint(Proto.tag(5, ProtoWire.varint), into: &buffer)
             Proto.writeVarint(Proto.int32Wire(pendingBytes), into: &buffer)
         }
     }

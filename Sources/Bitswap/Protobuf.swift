@@ -1,4 +1,5 @@
 import NIOCore
+import ProtobufWire
 
 /// Why a Bitswap message or frame could not be decoded. Each case names the field, so a log line
 /// (and a test) says exactly what was wrong.
@@ -43,17 +44,10 @@ public enum BitswapDecodeError: Error, Equatable, Sendable, CustomStringConverti
     }
 }
 
-/// Protobuf wire types (protobuf encoding guide).
-enum WireType {
-    static let varint: UInt8 = 0
-    static let fixed64: UInt8 = 1
-    static let lengthDelimited: UInt8 = 2
-    static let fixed32: UInt8 = 5
-}
-
-/// A cursor over one protobuf message held in a `ByteBuffer`. Length-delimited fields come back
+/// A cursor over one protobuf message held in a `ByteBuffer` (the hot-path flavour of `ProtobufWire`'s reader,
+/// with errors that name the Bitswap field). Length-delimited fields come back
 /// as slices sharing the buffer's storage (no copy of block bytes).
-struct ProtoReader {
+struct BitswapProtoReader {
     var buffer: ByteBuffer
 
     init(_ buffer: ByteBuffer) { self.buffer = buffer }
@@ -106,12 +100,12 @@ struct ProtoReader {
     mutating func skip(field: UInt64, wireType: UInt8, in message: String) throws(BitswapDecodeError) {
         let name = "\(message) field \(field)"
         switch wireType {
-        case WireType.varint: _ = try readVarint(field: name)
-        case WireType.fixed64:
+        case ProtoWire.varint: _ = try readVarint(field: name)
+        case ProtoWire.fixed64:
             guard buffer.readableBytes >= 8 else { throw .truncatedFixed(field: name) }
             buffer.moveReaderIndex(forwardBy: 8)
-        case WireType.lengthDelimited: _ = try readLengthDelimited(field: name)
-        case WireType.fixed32:
+        case ProtoWire.lengthDelimited: _ = try readLengthDelimited(field: name)
+        case ProtoWire.fixed32:
             guard buffer.readableBytes >= 4 else { throw .truncatedFixed(field: name) }
             buffer.moveReaderIndex(forwardBy: 4)
         default: throw .unsupportedWireType(field: field, wireType: wireType)
@@ -125,12 +119,6 @@ struct ProtoReader {
 
 /// Protobuf writing helpers over `ByteBuffer`.
 enum Proto {
-    /// The encoded length of a varint.
-    @inline(__always)
-    static func varintSize(_ value: UInt64) -> Int {
-        value == 0 ? 1 : (64 - value.leadingZeroBitCount + 6) / 7
-    }
-
     @inline(__always)
     static func writeVarint(_ value: UInt64, into buffer: inout ByteBuffer) {
         var v = value
@@ -151,5 +139,5 @@ enum Proto {
 
     /// Size of a length-delimited field with a one-byte tag carrying `length` bytes.
     @inline(__always)
-    static func delimitedSize(_ length: Int) -> Int { 1 + varintSize(UInt64(length)) + length }
+    static func delimitedSize(_ length: Int) -> Int { 1 + ProtoWire.varintLength(UInt64(length)) + length }
 }

@@ -1,3 +1,4 @@
+import ProtobufWire
 import Multiformats
 
 /// A dag-pb link (`PBLink` in the dag-pb spec).

@@ -1,3 +1,5 @@
+import ProtobufWire
+
 /// The UnixFS `Data` message that dag-pb nodes of files and directories carry in their `Data` field
 /// (ipfs/specs UNIXFS.md):
 ///

@@ -1,5 +1,6 @@
 // edgeswap: libp2p keys and peer IDs (libp2p/specs peer-ids/peer-ids.md).
 
+import ProtobufWire
 import BigInt
 import Crypto
 import Foundation
@@ -57,8 +58,8 @@ enum KeyEnvelope {
     static func encode(type: KeyType, data: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(data.count + 6)
-        ProtoWire.appendVarintField(1, type.rawValue, to: &out)
-        ProtoWire.appendBytesField(2, data, to: &out)
+        ProtoWire.appendVarintField(field: 1, type.rawValue, to: &out)
+        ProtoWire.appendBytesField(field: 2, data, to: &out)
         return out
     }
 }

@@ -1,5 +1,6 @@
 // edgeswap: the libp2p Noise handshake payload (libp2p/specs noise/README.md § The libp2p Handshake Payload).
 
+import ProtobufWire
 import Crypto
 
 /// The decrypted payload of Noise messages 2 and 3:
@@ -83,8 +84,8 @@ struct NoiseHandshakePayload: Sendable, Equatable {
     var encoded: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(self.identityKey.count + self.identitySignature.count + 8)
-        ProtoWire.appendBytesField(1, self.identityKey, to: &out)
-        ProtoWire.appendBytesField(2, self.identitySignature, to: &out)
+        ProtoWire.appendBytesField(field: 1, self.identityKey, to: &out)
+        ProtoWire.appendBytesField(field: 2, self.identitySignature, to: &out)
         return out
     }
 

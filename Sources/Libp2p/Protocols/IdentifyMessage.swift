@@ -1,6 +1,7 @@
 // edgeswap: libp2p identify (`/ipfs/id/1.0.0`). The Identify protobuf, its encoder and a bounded decoder.
 // Spec: libp2p/specs identify/README.md; schema go-libp2p p2p/protocol/identify/pb/identify.proto.
 
+import ProtobufWire
 import Multiformats
 import NIOCore
 
@@ -84,15 +85,15 @@ public struct IdentifyMessage: Sendable, Equatable {
     /// The protobuf encoding, fields in field-number order (as Go's marshaller writes them).
     public var protobufEncoding: [UInt8] {
         var out: [UInt8] = []
-        if let publicKey { ProtoWire.appendBytesField(Field.publicKey, publicKey, to: &out) }
-        for address in listenAddrs { ProtoWire.appendBytesField(Field.listenAddrs, address, to: &out) }
-        for proto in protocols { ProtoWire.appendBytesField(Field.protocols, Array(proto.utf8), to: &out) }
-        if let observedAddr { ProtoWire.appendBytesField(Field.observedAddr, observedAddr, to: &out) }
+        if let publicKey { ProtoWire.appendBytesField(field: Field.publicKey, publicKey, to: &out) }
+        for address in listenAddrs { ProtoWire.appendBytesField(field: Field.listenAddrs, address, to: &out) }
+        for proto in protocols { ProtoWire.appendBytesField(field: Field.protocols, Array(proto.utf8), to: &out) }
+        if let observedAddr { ProtoWire.appendBytesField(field: Field.observedAddr, observedAddr, to: &out) }
         if let protocolVersion {
-            ProtoWire.appendBytesField(Field.protocolVersion, Array(protocolVersion.utf8), to: &out)
+            ProtoWire.appendBytesField(field: Field.protocolVersion, Array(protocolVersion.utf8), to: &out)
         }
-        if let agentVersion { ProtoWire.appendBytesField(Field.agentVersion, Array(agentVersion.utf8), to: &out) }
-        if let signedPeerRecord { ProtoWire.appendBytesField(Field.signedPeerRecord, signedPeerRecord, to: &out) }
+        if let agentVersion { ProtoWire.appendBytesField(field: Field.agentVersion, Array(agentVersion.utf8), to: &out) }
+        if let signedPeerRecord { ProtoWire.appendBytesField(field: Field.signedPeerRecord, signedPeerRecord, to: &out) }
         return out
     }
 
