@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 
@@ -19,6 +20,18 @@ public final class S3Client: Sendable {
     public let configuration: S3Configuration
     let httpClient: HTTPClient
     let signer: SigV4Signer
+    private let counters = NIOLockedValueBox(Counters())
+
+    /// Running totals of this client, for metrics and tests.
+    public struct Counters: Sendable, Equatable {
+        /// HTTP attempts made (a retried request counts once per attempt).
+        public var attempts = 0
+        /// Attempts that were retries.
+        public var retries = 0
+    }
+
+    /// The totals so far.
+    public var statistics: Counters { counters.withLockedValue { $0 } }
 
     public init(configuration: S3Configuration) {
         self.configuration = configuration
@@ -83,6 +96,11 @@ public final class S3Client: Sendable {
         var attempt = 0
         while true {
             attempt += 1
+            let isRetry = attempt > 1
+            counters.withLockedValue {
+                $0.attempts += 1
+                if isRetry { $0.retries += 1 }
+            }
             let failure: BucketError
             do throws(BucketError) {
                 let response = try await attemptOnce(request, payloadHash: payloadHash)

@@ -22,6 +22,7 @@ import Testing
         try await good.bucket().createBucketIfMissing()  // twice: already ours is fine
         try await good.bucket().put("k", bytes: [1, 2, 3])
 
+        let before = wrongSecret.statistics
         do {
             _ = try await wrongSecret.bucket().get("k")
             Issue.record("a wrong secret was accepted")
@@ -29,6 +30,9 @@ import Testing
             guard case BucketError.accessDenied(let code, _) = error else { throw error }
             #expect(code == "SignatureDoesNotMatch")
         }
+        // 4xx answers are never retried.
+        #expect(wrongSecret.statistics.attempts == before.attempts + 1)
+        #expect(wrongSecret.statistics.retries == before.retries)
         do {
             _ = try await unknownKey.bucket().list(prefix: "", after: nil, limit: 10)
             Issue.record("an unknown access key was accepted")
@@ -111,6 +115,31 @@ import Testing
         try await server.start()
         #expect(try await bucket.get("k") == pattern(300))
         #expect(try await bucket.list(prefix: "", after: nil, limit: 10) == ["k"])
+        }
+    }
+
+    /// A request issued while the server is down succeeds once it is back within the retry budget: the
+    /// retries (with backoff) ride through a short outage.
+    @Test func retriesRideThroughAnOutage() async throws {
+        let server = try await SeaweedFS(name: "outage")
+        defer { server.remove() }
+        let client = S3Client(configuration: try S3Configuration(
+            endpoint: server.endpoint, bucket: uniqueBucketName("outage"), accessKeyID: server.accessKeyID,
+            secretAccessKey: server.secretAccessKey, connectTimeout: .seconds(1), requestTimeout: .seconds(5),
+            retry: .init(maxAttempts: 60, baseBackoff: .milliseconds(100), maxBackoff: .milliseconds(300))))
+        try await withClients([client]) {
+            let bucket = client.bucket()
+            try await bucket.createBucketIfMissing()
+            try await bucket.put("k", bytes: pattern(64))
+            server.stop()
+            let before = client.statistics
+            // The get runs while this task waits and restarts the server.
+            async let fetched = bucket.get("k", range: 8...15)
+            try await Task.sleep(for: .milliseconds(700))
+            try await server.start()
+            let bytes = try await fetched
+            #expect(bytes == Array(pattern(64)[8...15]))
+            #expect(client.statistics.retries > before.retries)
         }
     }
 }
