@@ -18,43 +18,43 @@ import Testing
             endpoint: server.endpoint, bucket: good.configuration.bucket, accessKeyID: "AKIDNOSUCHKEY",
             secretAccessKey: server.secretAccessKey))
         try await withClients([good, wrongSecret, unknownKey]) {
-        try await good.bucket().createBucketIfMissing()
-        try await good.bucket().createBucketIfMissing()  // twice: already ours is fine
-        try await good.bucket().put("k", bytes: [1, 2, 3])
+            try await good.bucket().createBucketIfMissing()
+            try await good.bucket().createBucketIfMissing()  // twice: already ours is fine
+            try await good.bucket().put("k", bytes: [1, 2, 3])
 
-        let before = wrongSecret.statistics
-        do {
-            _ = try await wrongSecret.bucket().get("k")
-            Issue.record("a wrong secret was accepted")
-        } catch {
-            guard case BucketError.accessDenied(let code, _) = error else { throw error }
-            #expect(code == "SignatureDoesNotMatch")
-        }
-        // 4xx answers are never retried.
-        #expect(wrongSecret.statistics.attempts == before.attempts + 1)
-        #expect(wrongSecret.statistics.retries == before.retries)
-        do {
-            _ = try await unknownKey.bucket().list(prefix: "", after: nil, limit: 10)
-            Issue.record("an unknown access key was accepted")
-        } catch {
-            guard case BucketError.accessDenied(let code, _) = error else { throw error }
-            #expect(code == "InvalidAccessKeyId")
-        }
-        // HEAD has no body: the 403 still is an access error, not "no such key".
-        await #expect {
-            _ = try await wrongSecret.bucket().head("k")
-        } throws: { error in
-            if case BucketError.accessDenied = error { return true }
-            return false
-        }
-        let missing = good.bucket("t-no-such-bucket-\(UInt32.random(in: 0...UInt32.max))")
-        await #expect(throws: BucketError.noSuchBucket(missing.name)) { try await missing.get("k") }
-        await #expect(throws: BucketError.noSuchBucket(missing.name)) {
-            try await missing.list(prefix: "", after: nil, limit: 10)
-        }
-        // (No check of PUT into a missing bucket: SeaweedFS creates the bucket on the fly.)
-        // The good client still works after all that.
-        #expect(try await good.bucket().get("k") == [1, 2, 3])
+            let before = wrongSecret.statistics
+            do {
+                _ = try await wrongSecret.bucket().get("k")
+                Issue.record("a wrong secret was accepted")
+            } catch {
+                guard case BucketError.accessDenied(let code, _) = error else { throw error }
+                #expect(code == "SignatureDoesNotMatch")
+            }
+            // 4xx answers are never retried.
+            #expect(wrongSecret.statistics.attempts == before.attempts + 1)
+            #expect(wrongSecret.statistics.retries == before.retries)
+            do {
+                _ = try await unknownKey.bucket().list(prefix: "", after: nil, limit: 10)
+                Issue.record("an unknown access key was accepted")
+            } catch {
+                guard case BucketError.accessDenied(let code, _) = error else { throw error }
+                #expect(code == "InvalidAccessKeyId")
+            }
+            // HEAD has no body: the 403 still is an access error, not "no such key".
+            await #expect {
+                _ = try await wrongSecret.bucket().head("k")
+            } throws: { error in
+                if case BucketError.accessDenied = error { return true }
+                return false
+            }
+            let missing = good.bucket("t-no-such-bucket-\(UInt32.random(in: 0...UInt32.max))")
+            await #expect(throws: BucketError.noSuchBucket(missing.name)) { try await missing.get("k") }
+            await #expect(throws: BucketError.noSuchBucket(missing.name)) {
+                try await missing.list(prefix: "", after: nil, limit: 10)
+            }
+            // (No check of PUT into a missing bucket: SeaweedFS creates the bucket on the fly.)
+            // The good client still works after all that.
+            #expect(try await good.bucket().get("k") == [1, 2, 3])
         }
     }
 
@@ -68,23 +68,36 @@ import Testing
             connectTimeout: .seconds(1), requestTimeout: .seconds(2),
             retry: .init(maxAttempts: 3, baseBackoff: .milliseconds(10), maxBackoff: .milliseconds(50))))
         try await withClients([client]) {
-        for operation in ["get", "head", "list", "put"] {
-            do {
-                switch operation {
-                case "get": _ = try await client.bucket().get("k", range: 0...9)
-                case "head": _ = try await client.bucket().head("k")
-                case "list": _ = try await client.bucket().list(prefix: "", after: nil, limit: 1)
-                default: try await client.bucket().put("k", bytes: [1])
+            for operation in ["get", "head", "list", "put"] {
+                do {
+                    switch operation {
+                    case "get": _ = try await client.bucket().get("k", range: 0...9)
+                    case "head": _ = try await client.bucket().head("k")
+                    case "list": _ = try await client.bucket().list(prefix: "", after: nil, limit: 1)
+                    default: try await client.bucket().put("k", bytes: [1])
+                    }
+                    Issue.record("\(operation) succeeded with nothing listening")
+                } catch {
+                    guard case BucketError.transport(let why) = error else {
+                        Issue.record("\(operation): expected a transport error, got \(error)")
+                        continue
+                    }
+                    #expect(why.contains("after 3 attempts"), "\(why)")
                 }
-                Issue.record("\(operation) succeeded with nothing listening")
-            } catch {
-                guard case BucketError.transport(let why) = error else {
-                    Issue.record("\(operation): expected a transport error, got \(error)")
-                    continue
-                }
-                #expect(why.contains("after 3 attempts"), "\(why)")
             }
         }
+        // A name that does not resolve (".invalid" is reserved: RFC 6761 6.4) is a transport error too.
+        let unresolvable = S3Client(configuration: try S3Configuration(
+            endpoint: "http://edgeswap-test.invalid:\(port)", bucket: "b", accessKeyID: "k", secretAccessKey: "s",
+            connectTimeout: .seconds(1), requestTimeout: .seconds(2),
+            retry: .init(maxAttempts: 2, baseBackoff: .milliseconds(10), maxBackoff: .milliseconds(50))))
+        try await withClients([unresolvable]) {
+            await #expect {
+                _ = try await unresolvable.bucket().get("k")
+            } throws: { error in
+                guard case BucketError.transport(let why) = error else { return false }
+                return why.contains("after 2 attempts")
+            }
         }
     }
 
@@ -98,23 +111,23 @@ import Testing
             secretAccessKey: server.secretAccessKey, connectTimeout: .seconds(1), requestTimeout: .seconds(5),
             retry: .init(maxAttempts: 2, baseBackoff: .milliseconds(10), maxBackoff: .milliseconds(20))))
         try await withClients([client]) {
-        let bucket = client.bucket()
-        try await bucket.createBucketIfMissing()
-        try await bucket.put("k", bytes: pattern(300))
-        #expect(try await bucket.get("k", range: 10...19) == Array(pattern(300)[10...19]))
+            let bucket = client.bucket()
+            try await bucket.createBucketIfMissing()
+            try await bucket.put("k", bytes: pattern(300))
+            #expect(try await bucket.get("k", range: 10...19) == Array(pattern(300)[10...19]))
 
-        server.stop()
-        #expect(!server.isRunning)
-        do {
-            _ = try await bucket.get("k")
-            Issue.record("get succeeded with the server stopped")
-        } catch {
-            guard case BucketError.transport = error else { throw error }
-        }
+            server.stop()
+            #expect(!server.isRunning)
+            do {
+                _ = try await bucket.get("k")
+                Issue.record("get succeeded with the server stopped")
+            } catch {
+                guard case BucketError.transport = error else { throw error }
+            }
 
-        try await server.start()
-        #expect(try await bucket.get("k") == pattern(300))
-        #expect(try await bucket.list(prefix: "", after: nil, limit: 10) == ["k"])
+            try await server.start()
+            #expect(try await bucket.get("k") == pattern(300))
+            #expect(try await bucket.list(prefix: "", after: nil, limit: 10) == ["k"])
         }
     }
 
