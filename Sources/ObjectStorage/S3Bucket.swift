@@ -13,6 +13,10 @@ import Darwin
 /// signatures `.accessDenied` (403 InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied); an unreachable
 /// endpoint `.transport` (after the retries); other answers `.service`. HEAD has no body to tell the two 404s
 /// apart, so `head` of a key in a missing bucket is nil.
+///
+/// Known SeaweedFS 4.48 differences from AWS (the test server): a PUT into a missing bucket creates the
+/// bucket; listings order a directory's entries by name, so keys under `a/` come before a sibling `a-b`
+/// (AWS: strict UTF-8 binary order). Neither matters for `StoreLayout` keys.
 public struct S3Bucket: Bucket {
     public let client: S3Client
     public let name: String
