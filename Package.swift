@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         // secp256k1 signature verification (libp2p KeyType 2): swift-crypto has no secp256k1 curve.
         .package(url: "https://github.com/attaswift/BigInt.git", from: "6.0.1"),
+        // The S3 client of ObjectStorage (connection pool, timeouts, streaming bodies).
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -45,7 +47,14 @@ let package = Package(
         ),
         .target(
             name: "ObjectStorage",
-            dependencies: ["Multiformats"],
+            dependencies: [
+                "Multiformats",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -117,7 +126,12 @@ let package = Package(
                     swiftSettings: strictSettings),
         .testTarget(name: "CARTests", dependencies: ["CAR", "Multiformats"], swiftSettings: strictSettings),
         .testTarget(name: "UnixFSTests", dependencies: ["UnixFS", "Multiformats"], swiftSettings: strictSettings),
-        .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage", "Multiformats"], swiftSettings: strictSettings),
+        .testTarget(name: "ObjectStorageTests", dependencies: [
+            "ObjectStorage", "Multiformats", "EdgeswapTestSupport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strictSettings),
         .testTarget(name: "Libp2pTests", dependencies: [
             "Libp2p", "Multiformats",
             .product(name: "NIOCore", package: "swift-nio"),

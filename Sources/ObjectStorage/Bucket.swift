@@ -60,8 +60,14 @@ public enum BucketError: Error, Equatable, Sendable, CustomStringConvertible {
     case io(operation: String, path: String, errno: Int32, message: String)
     /// The storage service answered something other than success (for remote buckets).
     case service(status: Int, code: String, message: String)
-    /// The storage service could not be reached (for remote buckets).
+    /// The storage service could not be reached (for remote buckets): connection refused, DNS failure,
+    /// timeout, connection lost; reported after the client's retries.
     case transport(String)
+    /// The bucket does not exist (S3 404 NoSuchBucket).
+    case noSuchBucket(String)
+    /// The service refused the credentials or the signature (S3 403 InvalidAccessKeyId,
+    /// SignatureDoesNotMatch, AccessDenied, ...).
+    case accessDenied(code: String, message: String)
 
     public var description: String {
         switch self {
@@ -73,6 +79,8 @@ public enum BucketError: Error, Equatable, Sendable, CustomStringConvertible {
         case .io(let op, let path, let errno, let message): return "\(op) \(path): \(message) (errno \(errno))"
         case .service(let status, let code, let message): return "storage service \(status) \(code): \(message)"
         case .transport(let why): return "storage unreachable: \(why)"
+        case .noSuchBucket(let bucket): return "no such bucket: \(bucket)"
+        case .accessDenied(let code, let message): return "storage access denied (\(code)): \(message)"
         }
     }
 }
