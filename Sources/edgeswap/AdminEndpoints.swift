@@ -3,6 +3,7 @@ import BlockStore
 import EdgeswapServer
 import Libp2p
 import NIOHTTP1
+import ObjectStorage
 
 /// The admin port's three endpoints over the parts of a running server.
 struct AdminEndpoints: Sendable {
@@ -10,6 +11,8 @@ struct AdminEndpoints: Sendable {
     let source: IndexedCARBlockSource
     let service: BitswapService
     let host: Libp2pHost
+    /// The S3 client when the store is in S3 (its request counters are exported).
+    let s3: S3Client?
 
     func respond(_ method: HTTPMethod, _ path: String) async -> AdminResponse {
         guard method == .GET || method == .HEAD else {
@@ -62,6 +65,13 @@ struct AdminEndpoints: Sendable {
         out.add("edgeswap_store_negative_cache_hits_total", "counter", "Wants answered from the negative cache.",
                 store.negativeCacheHits)
         out.add("edgeswap_store_listings_total", "counter", "dudewhere and blockmap listings.", store.listings)
+        if let s3 {
+            let counters = s3.statistics
+            out.add("edgeswap_s3_requests_total", "counter", "HTTP requests sent to S3, retries included.",
+                    counters.attempts)
+            out.add("edgeswap_s3_retries_total", "counter", "S3 requests sent again after a 5xx, timeout or connection error.",
+                    counters.retries)
+        }
         return out.text
     }
 }

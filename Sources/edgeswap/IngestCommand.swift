@@ -18,10 +18,14 @@ struct IngestCommand: AsyncParsableCommand {
             Every block is checked against its CID first; a CAR with a bad block is reported (with the block's \
             CID and offset) and skipped, the others still go in, and the exit status is non-zero. Running it \
             again writes nothing new.
+
+            Into a directory: --store DIR. Into S3-compatible storage: --s3-endpoint URL --bucket NAME (buckets \
+            are created if missing; CARs over 64 MiB go up as multipart uploads), with credentials in \
+            AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
             """)
 
-    @Option(name: .long, help: "Store directory (carpark, satnav, dudewhere and blockmap keys all live here).")
-    var store: String
+    @OptionGroup(title: "Store")
+    var storeOptions: StoreOptions
 
     @Argument(help: "CARv1 or CARv2 files.")
     var files: [String] = []
@@ -31,23 +35,21 @@ struct IngestCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("no CAR files given: edgeswap ingest --store DIR FILE.car...") }
-        guard !store.isEmpty else { throw ValidationError("--store needs a directory") }
-        if LocalFiles.size(of: store) != nil { throw ValidationError("--store \(store) is a file, not a directory") }
+        try storeOptions.validateStore()
+        if let store = storeOptions.store, LocalFiles.size(of: store) != nil {
+            throw ValidationError("--store \(store) is a file, not a directory")
+        }
     }
 
     func run() async throws {
-        let bucket: FileSystemBucket
-        do throws(BucketError) {
-            bucket = try FileSystemBucket(root: store)
-        } catch {
-            throw ValidationError("--store \(store): \(error)")
-        }
-        let ingester = Ingester(store: StoreBuckets(single: bucket))
+        let store = try await storeOptions.open(create: true)
+        let ingester = Ingester(store: store.buckets)
         let quiet = self.quiet
         let results = await ingester.ingest(paths: files) { progress in
             guard !quiet else { return }
             writeStandardError(progress.line)
         }
+        try? await store.client?.shutdown()
         var failures = 0
         for result in results {
             switch result {

@@ -34,8 +34,11 @@ struct ServeCommand: AsyncParsableCommand {
             --store; answers go out on a stream the server opens to the peer, as kubo expects.
             """)
 
-    @Option(name: .long, help: "Store directory (as written by `edgeswap ingest`). Must exist.")
-    var store: String
+    @OptionGroup(title: "Store")
+    var storeOptions: StoreOptions
+
+    @OptionGroup(title: "Shared state (Redis)")
+    var redisOptions: RedisOptions
 
     @Option(name: .long, help: "Private key file (libp2p PrivateKey protobuf). Default: $EDGESWAP_PRIVATE_KEY, then $PEER_ID_JSON.")
     var key: String?
@@ -97,10 +100,14 @@ struct ServeCommand: AsyncParsableCommand {
         guard !self.listen.isEmpty else {
             throw ValidationError("no --listen address, e.g. --listen /ip4/0.0.0.0/tcp/4001/ws")
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: self.store, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("--store \(self.store) is not an existing directory")
+        try self.storeOptions.validateStore()
+        if let store = self.storeOptions.store {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: store, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--store \(store) is not an existing directory")
+            }
         }
+        try self.redisOptions.validateRedis()
         for text in self.listen + self.announce {
             do {
                 _ = try WebSocketMultiaddr(try Multiaddr(text))
@@ -178,9 +185,21 @@ struct ServeCommand: AsyncParsableCommand {
             tlsCertificateChainFile: self.tlsCert, tlsPrivateKeyFile: self.tlsKey,
             limits: limits, logger: Logger(label: "edgeswap"))
         let host = try Libp2pHost(configuration: configuration)
-        let bucket = try FileSystemBucket(root: self.store)
-        let source = IndexedCARBlockSource(buckets: StoreBuckets(single: bucket),
-                                           logger: Logger(label: "edgeswap.blockstore"))
+        let store = try await self.storeOptions.open(create: false)
+        let redis = try self.redisOptions.makeClient()
+        var settings = IndexedCARBlockSourceSettings()
+        if store.client != nil {
+            // A round trip to S3 costs far more than reading a few hundred KiB extra in the same GET.
+            settings.coalesceGap = 512 << 10
+        }
+        settings.peerScopeTTL = .milliseconds(Int64(self.redisOptions.scopeTTL * 1000))
+        let source = IndexedCARBlockSource(
+            buckets: store.buckets, settings: settings,
+            sharedScopes: redis.map { RedisPeerScopes(client: $0, keyPrefix: self.redisOptions.redisPrefix,
+                                                      ttl: .milliseconds(Int64(self.redisOptions.scopeTTL * 1000))) },
+            sharedIndexes: redis.map { RedisIndexCache(client: $0, keyPrefix: self.redisOptions.redisPrefix,
+                                                       ttl: .milliseconds(Int64(self.redisOptions.indexTTL * 1000))) },
+            logger: Logger(label: "edgeswap.blockstore"))
         let service = BitswapService(source: source, logger: Logger(label: "edgeswap.bitswap"))
         service.register(on: host)
         let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
@@ -189,22 +208,33 @@ struct ServeCommand: AsyncParsableCommand {
             addresses = try await host.start()
         } catch {
             await host.shutdown()
+            try? await store.client?.shutdown()
+            await redis?.shutdown()
             throw error
         }
         var admin: AdminServer?
         if let adminListen, let (adminHost, adminPort) = Self.hostAndPort(adminListen) {
-            let store = bucket
-            let root = self.store
-            let health = HealthMonitor(checks: [
-                HealthCheck(name: "store \(root)", critical: true) {
-                    // A listing of a missing directory is just empty, so look at the directory itself too.
-                    var isDirectory: ObjCBool = false
-                    guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue
-                    else { throw ValidationError("\(root) is not a directory any more") }
-                    _ = try await store.list(prefix: "", after: nil, limit: 1)
-                },
-            ])
-            let endpoints = AdminEndpoints(health: health, source: source, service: service, host: host)
+            var checks: [HealthCheck] = store.named.map { name, bucket in
+                let directory = store.directory
+                return HealthCheck(name: name, critical: true) {
+                    if let directory {
+                        // A listing of a missing directory is just empty, so look at the directory itself too.
+                        var isDirectory: ObjCBool = false
+                        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory),
+                              isDirectory.boolValue
+                        else { throw ValidationError("\(directory) is not a directory any more") }
+                    }
+                    _ = try await bucket.list(prefix: "", after: nil, limit: 1)
+                }
+            }
+            if let redis {
+                // Not critical: without Redis, lookups go on through S3 (no shared scopes or index cache).
+                checks.append(HealthCheck(name: "redis", critical: false) {
+                    _ = try await redis.send(["PING"])
+                })
+            }
+            let endpoints = AdminEndpoints(health: HealthMonitor(checks: checks), source: source, service: service,
+                                           host: host, s3: store.client)
             do {
                 admin = try await AdminServer.start(host: adminHost, port: adminPort, logger: Logger(label: "edgeswap.admin"),
                                                     respond: endpoints.respond)
@@ -221,6 +251,8 @@ struct ServeCommand: AsyncParsableCommand {
         Logger(label: "edgeswap").info("signal received; shutting down", metadata: ["signal": "\(signal)"])
         await host.shutdown()
         await admin?.shutdown()
+        try? await store.client?.shutdown()
+        await redis?.shutdown()
     }
 }
 
