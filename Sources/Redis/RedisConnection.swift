@@ -56,8 +56,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { [self] result in
             if case .failure(let error) = result {
-                failAll(.connectionClosed("write failed: \(error)"), context: context)
-                context.close(promise: nil)
+                failAll(.connectionClosed("write failed: \(error)"), context: context, close: true)
             }
         }
         written.futureResult.cascade(to: promise)
@@ -72,8 +71,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             try reader.feed(buffer, into: &replies)
         } catch {
             deliver(context: context)
-            failAll(error, context: context)
-            context.close(promise: nil)
+            failAll(error, context: context, close: true)
             return
         }
         deliver(context: context)
@@ -82,8 +80,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private func deliver(context: ChannelHandlerContext) {
         for reply in replies {
             guard let command = pending.popFirst() else {
-                failAll(.protocolError("reply \(reply) arrived with no command waiting for it"), context: context)
-                context.close(promise: nil)
+                failAll(.protocolError("reply \(reply) arrived with no command waiting for it"), context: context,
+                        close: true)
                 return
             }
             command.promise.succeed(reply)
@@ -100,19 +98,23 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(.connectionClosed("\(error)"), context: context)
-        context.close(promise: nil)
+        failAll(.connectionClosed("\(error)"), context: context, close: true)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         failAll(.connectionClosed("the connection was shut down"), context: context)
     }
 
-    /// Fails every waiting command with `error` and refuses new ones from now on.
-    private func failAll(_ error: RedisError, context: ChannelHandlerContext) {
+    /// Fails every waiting command with `error` and refuses new ones from now on. With `close`, the
+    /// channel is closed first, so a caller woken by the failure already sees `isActive == false` and the
+    /// pool dials a new connection instead of reusing this one.
+    private func failAll(_ error: RedisError, context: ChannelHandlerContext, close: Bool = false) {
         if closedReason == nil { closedReason = error }
         disarm()
-        while let command = pending.popFirst() { command.promise.fail(error) }
+        let waiting = pending
+        pending.removeAll()
+        if close { context.close(promise: nil) }
+        for command in waiting { command.promise.fail(error) }
     }
 
     private func arm(at deadline: NIODeadline, context: ChannelHandlerContext) {
@@ -144,11 +146,13 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         // unusable. Commands that expired get the timeout; the rest learn why the connection went away.
         let reason = RedisError.connectionClosed("closed because an earlier command (\(expired.name)) timed out")
         closedReason = reason
-        while let command = pending.popFirst() {
+        let waiting = pending
+        pending.removeAll()
+        context.close(promise: nil)
+        for command in waiting {
             command.promise.fail(command.deadline <= now
                 ? RedisError.timeout(command: command.name, after: command.timeout) : reason)
         }
-        context.close(promise: nil)
     }
 }
 
