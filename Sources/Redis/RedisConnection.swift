@@ -1,6 +1,10 @@
-import Logging
 import NIOCore
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One command sent on a connection, waiting for its reply.
 struct PendingCommand: Sendable {
@@ -192,13 +196,8 @@ public final class RedisConnection: Sendable {
         let channel: any Channel
         do {
             channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
-        } catch let error as ChannelError {
-            if case .connectTimeout = error {
-                throw .unreachable(address: address, reason: "connect timed out after \(configuration.connectTimeout)")
-            }
-            throw .unreachable(address: address, reason: "\(error)")
         } catch {
-            throw .unreachable(address: address, reason: "\(error)")
+            throw .unreachable(address: address, reason: Self.reason(error, connectTimeout: configuration.connectTimeout))
         }
         let connection = RedisConnection(channel: channel, address: address,
                                          commandTimeout: configuration.commandTimeout)
@@ -209,6 +208,28 @@ public final class RedisConnection: Sendable {
             throw error
         }
         return connection
+    }
+
+    /// A one-line reason for a failed connect: "connection refused", "connect timed out after 2.0 seconds",
+    /// or the resolver's error, instead of NIO's nested description.
+    private static func reason(_ error: any Error, connectTimeout: Duration) -> String {
+        if let error = error as? ChannelError, case .connectTimeout = error {
+            return "connect timed out after \(connectTimeout)"
+        }
+        guard let error = error as? NIOConnectionError else { return "\(error)" }
+        if error.connectionErrors.isEmpty {
+            let resolver = [error.dnsAError, error.dnsAAAAError].compactMap { $0.map { "\($0)" } }
+            return "cannot resolve \(error.host): " + (resolver.isEmpty ? "no addresses" : resolver.joined(separator: "; "))
+        }
+        return error.connectionErrors.map { failure in
+            if let io = failure.error as? IOError, io.errnoCode == ECONNREFUSED {
+                return "connection refused by \(failure.target)"
+            }
+            if let channel = failure.error as? ChannelError, case .connectTimeout = channel {
+                return "connect to \(failure.target) timed out after \(connectTimeout)"
+            }
+            return "\(failure.target): \(failure.error)"
+        }.joined(separator: "; ")
     }
 
     private func handshake(_ configuration: RedisConfiguration) async throws(RedisError) {

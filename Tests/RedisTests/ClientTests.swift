@@ -143,6 +143,23 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
         }
         try await withClient(server, configure: { $0.username = "default" }) { client throws in
             #expect(try await client.send(["ACL", "WHOAMI"]) == .bulkString(Array("default".utf8)))
+            // An ACL user of its own (Redis 6+: `AUTH username password`).
+            #expect(try await client.send(["ACL", "SETUSER", "edge", "on", ">edge pw", "~es:*", "+@all"])
+                    == .simpleString("OK"))
+        }
+        try await withClient(server, configure: { $0.username = "edge"; $0.password = "edge pw" }) { client throws in
+            #expect(try await client.send(["ACL", "WHOAMI"]) == .bulkString(Array("edge".utf8)))
+            #expect(try await client.send(["SET", "es:x", "1"]) == .simpleString("OK"))
+            // The user's key pattern is enforced: proof the connection runs as `edge`, not `default`.
+            let denied = await #expect(throws: RedisError.self) { try await client.send(["SET", "other", "1"]) }
+            #expect(denied?.serverErrorCode == "NOPERM", "got \(String(describing: denied))")
+        }
+        try await withClient(server, configure: { $0.username = "edge"; $0.password = "s3cret pass" }) { client throws in
+            let error = await #expect(throws: RedisError.self) { try await client.send(["PING"]) }
+            guard case .authenticationFailed? = error else {
+                Issue.record("edge with default's password: expected authenticationFailed, got \(String(describing: error))")
+                return
+            }
         }
         for (password, label) in [("wrong", "wrong password"), (nil, "no password")] as [(String?, String)] {
             try await withClient(server, configure: { $0.password = password }) { client throws in
@@ -303,11 +320,12 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
         configuration.connectTimeout = .seconds(1)
         let client = RedisClient(configuration: configuration)
         let error = await #expect(throws: RedisError.self) { try await client.send(["PING"]) }
-        guard case .unreachable(let address, _)? = error else {
+        guard case .unreachable(let address, let reason)? = error else {
             Issue.record("expected unreachable, got \(String(describing: error))")
             return
         }
         #expect(address == "127.0.0.1:\(port)")
+        #expect(reason == "connection refused by [IPv4]127.0.0.1/127.0.0.1:\(port)")
         #expect(error!.description.hasPrefix("Redis at 127.0.0.1:\(port) unreachable"))
         await client.shutdown()
         await #expect(throws: RedisError.shutDown) { try await client.send(["PING"]) }
