@@ -57,10 +57,22 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // hiredis (libhiredis-dev): only its RESP reply parser and command formatter; NIO does the I/O.
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", providers: [.apt(["libhiredis-dev"])]),
+        .target(
+            name: "Redis",
+            dependencies: [
+                "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "BlockStore",
             dependencies: [
-                "Multiformats", "CAR", "ObjectStorage", "Bitswap",
+                "Multiformats", "CAR", "ObjectStorage", "Bitswap", "Redis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -115,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "EdgeswapBench",
             dependencies: [
-                "Multiformats", "CAR", "Libp2p", "EdgeswapServer", "Bitswap", "BlockStore", "ObjectStorage",
+                "Multiformats", "CAR", "Libp2p", "EdgeswapServer", "Bitswap", "BlockStore", "ObjectStorage", "Redis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -154,6 +166,10 @@ let package = Package(
         .testTarget(name: "InteropTests", dependencies: ["EdgeswapTestSupport"], swiftSettings: strictSettings),
         .testTarget(name: "BlockStoreTests", dependencies: [
             "BlockStore", "Bitswap", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strictSettings),
+        .testTarget(name: "RedisTests", dependencies: [
+            "Redis", "BlockStore", "Multiformats", "EdgeswapTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
