@@ -117,6 +117,7 @@ let package = Package(
             name: "edgeswap",
             dependencies: [
                 "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore", "Bitswap",
+                "Redis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -163,7 +164,8 @@ let package = Package(
         // redis-server): child processes stopped by PID, free loopback ports, scratch directories, the venv.
         .target(name: "EdgeswapTestSupport", path: "Tests/TestSupport", swiftSettings: strictSettings),
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
-        .testTarget(name: "InteropTests", dependencies: ["EdgeswapTestSupport"], swiftSettings: strictSettings),
+        .testTarget(name: "InteropTests", dependencies: ["EdgeswapTestSupport", "CAR", "Multiformats", "ObjectStorage"],
+                    swiftSettings: strictSettings),
         .testTarget(name: "BlockStoreTests", dependencies: [
             "BlockStore", "Bitswap", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -8,6 +8,7 @@ import Logging
 import Multiformats
 import NIOCore
 import ObjectStorage
+import Redis
 
 #if canImport(Glibc)
 import Glibc

@@ -25,10 +25,12 @@ struct EdgeswapServe {
 
     /// Starts the server with `arguments` (after `serve`) and waits until it printed `expectedListeners`
     /// listening lines.
+    /// `processName` names its log files in `directory` (give each server of one test its own).
     static func start(_ arguments: [String], expectedListeners: Int, environment: [String: String] = [:],
-                      directory: TestDirectory, timeout: Duration = .seconds(30)) async throws -> EdgeswapServe {
+                      directory: TestDirectory, processName: String = "edgeswap-serve",
+                      timeout: Duration = .seconds(30)) async throws -> EdgeswapServe {
         try InteropEnvironment.requirePrivateNetworkNamespace()
-        let process = try ManagedProcess(name: "edgeswap-serve", executable: InteropEnvironment.edgeswapBinary(),
+        let process = try ManagedProcess(name: processName, executable: InteropEnvironment.edgeswapBinary(),
                                          arguments: ["serve"] + arguments, environment: environment,
                                          directory: directory)
         do {
