@@ -15,6 +15,11 @@ public struct IndexedCARBlockSourceSettings: Sendable, Equatable {
     public var coalesceGap: UInt64 = 64 << 10
     /// Upper bound on the length of one coalesced ranged read.
     public var maxCoalescedRead: UInt64 = 8 << 20
+    /// How long a dudewhere or blockmap listing (root → CARs, block → CARs) is reused. Concurrent lookups of the
+    /// same prefix share one listing whatever this is; a CAR ingested later is seen after at most this long.
+    public var locationCacheTTL: Duration = .seconds(30)
+    /// How many listings the location cache holds (oldest dropped first).
+    public var locationCacheEntries: Int = 65_536
     /// How long a block that was not found anywhere is answered "not found" without asking the store.
     public var negativeCacheTTL: Duration = .seconds(5)
     /// How many missed multihashes the negative cache holds (oldest dropped first).
@@ -172,7 +177,7 @@ public final class IndexedCARBlockSource: Sendable {
             }
             // 4. dudewhere: is it a root?
             var located: (CAREntry, UInt64)?
-            switch await list(buckets.dudewhere, prefix: StoreLayout.rootPrefix(cid)) {
+            switch await list(buckets.dudewhere, prefix: StoreLayout.rootPrefix(cid), space: "d") {
             case .success(let cars):
                 let fresh = cars.filter { !known.contains($0) }
                 if !fresh.isEmpty {
@@ -184,7 +189,7 @@ public final class IndexedCARBlockSource: Sendable {
             }
             // 5. blockmap: a block under no known root.
             if located == nil {
-                switch await list(buckets.blockmap, prefix: StoreLayout.blockPrefix(mh)) {
+                switch await list(buckets.blockmap, prefix: StoreLayout.blockPrefix(mh), space: "b") {
                 case .success(let cars):
                     located = await find(mh, in: cars.filter { !known.contains($0) }, failure: &failure)
                 case .failure(let error): failure = error
@@ -279,13 +284,16 @@ public final class IndexedCARBlockSource: Sendable {
 
     // MARK: - Locating
 
-    private func list(_ bucket: any Bucket, prefix: String) async -> Result<[CID], BucketError> {
-        await state.countListing()
-        do throws(BucketError) {
-            let keys = try await bucket.listAll(prefix: prefix)
-            return .success(keys.compactMap { StoreLayout.carCID(fromKey: $0, prefix: prefix) })
-        } catch {
-            return .failure(error)
+    /// The CARs listed under `prefix`: from the location cache, from a listing already under way for the same
+    /// prefix, or from a new listing (a hundred peers asking for one cold root cause one LIST).
+    private func list(_ bucket: any Bucket, prefix: String, space: String) async -> Result<[CID], BucketError> {
+        await state.location(space + prefix, now: .now) {
+            do throws(BucketError) {
+                let keys = try await bucket.listAll(prefix: prefix)
+                return .success(keys.compactMap { StoreLayout.carCID(fromKey: $0, prefix: prefix) })
+            } catch {
+                return .failure(error)
+            }
         }
     }
 
@@ -556,6 +564,10 @@ actor BlockSourceState {
     private let settings: IndexedCARBlockSourceSettings
     private var indexes: LRUCache<CID, CAREntry>
     private var loading: [CID: Task<Result<CAREntry, LoadFailure>, Never>] = [:]
+    private var locations: [String: (cars: [CID], expires: ContinuousClock.Instant)] = [:]
+    private var locationOrder: [String] = []
+    private var locationHead = 0
+    private var listing: [String: Task<Result<[CID], BucketError>, Never>] = [:]
     private var missing: [Multihash: ContinuousClock.Instant] = [:]
     private var missingOrder: [Multihash] = []
     private var missingHead = 0
@@ -582,6 +594,40 @@ actor BlockSourceState {
         missingHead = 0
         scopes = [:]
         sharedScopeReadAt = [:]
+        locations = [:]
+        locationOrder = []
+        locationHead = 0
+    }
+
+    /// A cached listing, the one under way for the same key, or one `loader` call (counted). Failures are
+    /// not cached.
+    func location(_ key: String, now: ContinuousClock.Instant,
+                  loader: @escaping @Sendable () async -> Result<[CID], BucketError>) async -> Result<[CID], BucketError>
+    {
+        if let cached = locations[key] {
+            if cached.expires > now { return .success(cached.cars) }
+            locations[key] = nil
+        }
+        if let inFlight = listing[key] { return await inFlight.value }
+        let task = Task { await loader() }
+        listing[key] = task
+        stats.listings += 1
+        let result = await task.value
+        listing[key] = nil
+        if case .success(let cars) = result, settings.locationCacheTTL > .zero, settings.locationCacheEntries > 0 {
+            if locations.updateValue((cars, ContinuousClock.now + settings.locationCacheTTL), forKey: key) == nil {
+                locationOrder.append(key)
+            }
+            while locations.count > settings.locationCacheEntries, locationHead < locationOrder.count {
+                locations[locationOrder[locationHead]] = nil
+                locationHead += 1
+            }
+            if locationHead > 1024, locationHead * 2 > locationOrder.count {
+                locationOrder.removeFirst(locationHead)
+                locationHead = 0
+            }
+        }
+        return result
     }
 
     /// The cached entry for `car`, or the result of one `loader` call shared by every concurrent caller
@@ -672,8 +718,6 @@ actor BlockSourceState {
             }
         }
     }
-
-    func countListing() { stats.listings += 1 }
 
     func countRead(bytes: UInt64) {
         stats.blockReads += 1
