@@ -32,6 +32,10 @@ struct ServeCommand: AsyncParsableCommand {
 
             Bitswap (/ipfs/bitswap/1.2.0, 1.1.0, 1.0.0 and /ipfs/bitswap) serves every block of every CAR in \
             --store; answers go out on a stream the server opens to the peer, as kubo expects.
+
+            --print-roots FILE (a fixtures.json from `edgeswap fixtures`) adds a banner after the listening \
+            lines: the roots served with their names, the multiaddr to dial, and the kubo commands that fetch \
+            them (`make run` uses it).
             """)
 
     @Option(name: .long, help: "Store directory (as written by `edgeswap ingest`). Must exist.")
@@ -84,6 +88,10 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Seconds running streams get to finish on shutdown before connections are closed.")
     var shutdownGrace: Double = 5
 
+    @Option(name: .customLong("print-roots"),
+            help: "A fixtures.json (from `edgeswap fixtures`): after listening, print its roots and the kubo commands that fetch them.")
+    var printRoots: String?
+
     @Option(name: .customLong("log-level"),
             help: "Minimum level logged to stderr: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -105,6 +113,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key go together")
+        }
+        if let printRoots {
+            do {
+                _ = try Self.loadManifest(printRoots)
+            } catch {
+                throw ValidationError("--print-roots \(printRoots): \(error)")
+            }
         }
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ValidationError("--log-level \(self.logLevel): use trace, debug, info, notice, warning, error or critical")
@@ -136,6 +151,11 @@ struct ServeCommand: AsyncParsableCommand {
             return try PrivateKey(peerIDJSON: Array(json.utf8))
         }
         throw ValidationError("no identity: pass --key FILE or set EDGESWAP_PRIVATE_KEY or PEER_ID_JSON")
+    }
+
+    /// A `fixtures.json` as `edgeswap fixtures` writes it.
+    static func loadManifest(_ path: String) throws -> FixtureManifest {
+        try JSONDecoder().decode(FixtureManifest.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
     }
 
     func run() async throws {
@@ -175,6 +195,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         for address in addresses {
             writeStandardOutput("listening \(address)")
+        }
+        if let printRoots {
+            let manifest = try Self.loadManifest(printRoots)
+            for line in ServeBanner.lines(manifest: manifest, manifestPath: printRoots,
+                                          addresses: addresses.map { "\($0)" }) {
+                writeStandardOutput(line)
+            }
         }
         let signal = await signals.next()
         Logger(label: "edgeswap").info("signal received; shutting down", metadata: ["signal": "\(signal)"])
