@@ -50,8 +50,9 @@ public final class BitswapService: Sendable {
         let session = await registry.session(for: connection, version: version, service: self)
         var decoder = BitswapFrameDecoder(maxMessageSize: configuration.maxMessageSize)
         let maxEntries = configuration.maxWantsPerMessage
-        do {
-            try await stream.executeThenClose { inbound, _ in
+        let logger = self.logger
+        try await stream.executeThenClose { inbound, _ in
+            do {
                 for try await chunk in inbound {
                     decoder.append(chunk)
                     while let body = try decoder.nextMessage() {
@@ -59,12 +60,15 @@ public final class BitswapService: Sendable {
                         session.events.yield(.message(message))
                     }
                 }
+            } catch let error as BitswapDecodeError {
+                logger.warning("resetting bitswap stream: bad message", metadata: [
+                    "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)", "reason": "\(error)",
+                ])
+                // Reset here, inside the stream's scope: `executeThenClose` closes the stream when the body
+                // returns or throws, which sends a FIN first, so a reset issued after it the peer saw a
+                // clean end of stream instead of the reset boxo's reader gives a bad message.
+                stream.reset()
             }
-        } catch let error as BitswapDecodeError {
-            logger.warning("resetting bitswap stream: bad message", metadata: [
-                "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)", "reason": "\(error)",
-            ])
-            stream.reset()
         }
     }
 

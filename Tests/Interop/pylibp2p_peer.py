@@ -216,6 +216,8 @@ async def stream_outcome(stream, wait: float) -> str:
         try:
             data = await stream.read(1 << 16)
             return "eof" if not data else "data"
+        except trio.Cancelled:
+            raise  # the wait ran out: handled by move_on_after below
         except BaseException as e:  # noqa: BLE001
             name = type(e).__name__
             if "Reset" in name:
@@ -253,8 +255,8 @@ async def bitswap_get(host, peer_id, a, result: dict) -> None:
         with trio.fail_after(a.timeout):
             await session.open()
             await want(roots + missing)
-        missing_left = set(missing)
-        while (wanted.keys() - missing_left or missing_left) and time.monotonic() < deadline:
+        # Random CIDs stay in `wanted` until their DONT_HAVE arrives, like every other want.
+        while wanted and time.monotonic() < deadline:
             msg = await session.next(deadline - time.monotonic())
             if msg is None:
                 break
@@ -279,7 +281,6 @@ async def bitswap_get(host, peer_id, a, result: dict) -> None:
                 presences.append((cid, kind))
                 if kind == bw.DONT_HAVE:
                     wanted.pop(cid, None)
-                    missing_left.discard(cid)
             with trio.fail_after(max(deadline - time.monotonic(), 0.1)):
                 await want(children)
     except BaseException as e:  # noqa: BLE001 - reported below

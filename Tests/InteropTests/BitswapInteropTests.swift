@@ -76,7 +76,7 @@ import Testing
         for fixture in fixtures {
             let reached = fixture.roots.compactMap { root in roots.first { $0.root == root } }
             #expect(reached.count == fixture.roots.count, "\(fixture.name): \(roots.map(\.root))")
-            #expect(reached.allSatisfy(\.complete), "\(fixture.name): \(reached)")
+            #expect(reached.allSatisfy { $0.complete }, "\(fixture.name): \(reached)")
             #expect(reached.reduce(0) { $0 + $1.blocks } == fixture.blocks, "\(fixture.name): \(reached.map(\.blocks))")
             if let sha256 = fixture.sha256 {
                 #expect(reached.first?.files?[""]?.sha256 == sha256, "\(fixture.name)")
