@@ -210,17 +210,25 @@ class BitswapSession:
 
 async def stream_outcome(stream, wait: float) -> str:
     """What the server did with a stream we wrote to: "reset", "eof" or "open" (nothing within `wait`).
-    The server never writes on a want stream, so any read ends only by a close or a reset."""
+    The server never writes on a want stream, so any read ends only by a close or a reset.
+
+    py-libp2p 0.8.1's yamux forgets a stream as soon as a RST arrives, so the read that follows raises
+    StreamEOF ("Stream closed") rather than StreamReset; the yamux stream object still records
+    `reset_received`, which is what tells a RST from a FIN here."""
     import trio
+
+    def was_reset() -> bool:
+        return bool(getattr(getattr(stream, "muxed_stream", None), "reset_received", False))
+
     with trio.move_on_after(wait):
         try:
             data = await stream.read(1 << 16)
-            return "eof" if not data else "data"
+            return "reset" if was_reset() else ("eof" if not data else "data")
         except trio.Cancelled:
             raise  # the wait ran out: handled by move_on_after below
         except BaseException as e:  # noqa: BLE001
             name = type(e).__name__
-            if "Reset" in name:
+            if "Reset" in name or was_reset():
                 return "reset"
             if "EOF" in name or "Closed" in name:
                 return "eof"
