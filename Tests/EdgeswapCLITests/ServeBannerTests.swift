@@ -36,9 +36,10 @@ import Testing
         let address = String(listening)
         // Dialable: a concrete loopback address, a real port (not 0), WebSocket, and the peer ID.
         let parts = address.split(separator: "/").map(String.init)
-        #expect(parts.count == 6 && parts[0] == "ip4" && parts[1] == "127.0.0.1" && parts[2] == "tcp", "\(address)")
-        #expect(parts.count == 6 && (UInt16(parts[3]) ?? 0) != 0 && parts[4] == "ws", "\(address)")
-        #expect(address.hasSuffix("/p2p/\(peerID)"), "\(address) vs \(peerID)")
+        try #require(parts.count == 7, "\(address)")
+        #expect(parts[0] == "ip4" && parts[1] == "127.0.0.1" && parts[2] == "tcp", "\(address)")
+        #expect((UInt16(parts[3]) ?? 0) != 0 && parts[4] == "ws", "\(address)")
+        #expect(parts[5] == "p2p" && parts[6] == peerID && peerID.hasPrefix("12D3KooW"), "\(address) vs \(peerID)")
         #expect(lines.contains("dial: \(address)"), "\(lines)")
         #expect(lines.contains("  ipfs swarm connect \(address)"), "\(lines)")
 
