@@ -40,7 +40,9 @@ public enum ServeBanner {
                 lines.append("  ipfs get \(fixture.root) -o \(fixture.name)")
             }
             for extra in fixture.roots.dropFirst() {
-                lines.append("  ipfs block get \(extra) > \(extra.prefix(12)).bin")
+                // Named after its source file when the manifest has one (`raw-block.bin`).
+                let file = fixture.sources.first { $0.cid == extra }.map { ($0.path as NSString).lastPathComponent }
+                lines.append("  ipfs block get \(extra) > \(file ?? "\(extra.prefix(12)).bin")")
             }
         }
         return lines

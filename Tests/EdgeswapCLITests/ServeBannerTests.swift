@@ -57,6 +57,7 @@ import Testing
         }
         let directoryFixture = try #require(manifest.fixture(named: "directory"))
         #expect(directoryFixture.root == "QmZTc5SrFtJHGM3UxQjQiFZ5fxGVzsf1UY6S2HUixq8sm6")
+        #expect(lines.contains("  ipfs block get \(directoryFixture.roots[1]) > raw-block.bin"), "\(lines)")
         #expect(serve.isRunning, "the banner is printed while serving")
     }
 
