@@ -87,6 +87,15 @@ import Testing
         let rawSource = try #require(tree.sources.first { $0.cid == tree.roots[1] })
         #expect(roots.first { $0.root == tree.roots[1] }?.files?[""]?.sha256 == rawSource.sha256)
         print("py-libp2p bitswap client: \(report.blocksVerified ?? 0) blocks verified in \(report.seconds ?? -1) s")
+
+        // py-libp2p 0.8.1 also ships a Bitswap client of its own (`libp2p.bitswap`, MerkleDag.fetch_file):
+        // it fetches the single-file fixtures byte-exact too.
+        let files = fixtures.filter { $0.sha256 != nil }
+        let stock = try await PyLibp2p.fetch(files.map(\.root), from: address, directory: directory)
+        #expect(stock.ok, "\(stock)\n\(server.process.stderr())")
+        for fixture in files {
+            #expect(stock.results?.first { $0.cid == fixture.root }?.sha256 == fixture.sha256, "\(fixture.name)")
+        }
     }
 
     /// A CID edgeswap does not have: WANT_BLOCK with sendDontHave for random sha2-256 CIDv0 and CIDv1 gets
