@@ -150,6 +150,10 @@ private final class ConnectionSession: Sendable {
                 case .lookupFailed(let id, let reason): actions = engine.lookupFailed(id: id, reason: reason)
                 case .outboundWritable: actions = engine.outboundWritable()
                 }
+                // Entries the decoder set aside (unknown want type, over-long CID, over the per-message cap)
+                // are the peer's doing, unlike misses: one notice per message names them, so an operator at
+                // the default level sees why wants went unanswered without a line per entry.
+                var setAside: [BitswapMessage.RejectedEntry] = []
                 for action in actions {
                     switch action {
                     case .lookup(let id, let batch):
@@ -162,11 +166,21 @@ private final class ConnectionSession: Sendable {
                         }
                     case .send(let frame):
                         frameSink.yield(frame)
+                    case .refused(.rejectedEntry(let rejected)):
+                        setAside.append(rejected)
                     case .refused(let refusal):
                         logger.debug("bitswap want refused", metadata: [
                             "connection": "\(connection.id)", "refusal": "\(refusal)",
                         ])
                     }
+                }
+                if !setAside.isEmpty {
+                    let shown = setAside.prefix(8).map { "\($0)" }.joined(separator: ", ")
+                    logger.notice("bitswap wantlist entries set aside", metadata: [
+                        "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)",
+                        "count": "\(setAside.count)",
+                        "reasons": "\(shown)\(setAside.count > 8 ? ", …" : "")",
+                    ])
                 }
             }
             frameSink.finish()

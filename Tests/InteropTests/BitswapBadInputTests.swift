@@ -87,6 +87,7 @@ import Testing
         #expect(report.distinct == 1024, "\(report)")
         #expect(report.dontHavePriorities == [10_000 - 1024 + 1, 10_000], "\(report)")
         #expect(report.stream == "open", "a capped wantlist is not an error: \(report)")
+        try await expectLog(server, "bitswap wantlist entries set aside")
         try await expectLog(server, "overCap(count: \(10_000 - 1024))")
         try await expectAnotherPeerServed(store, server, address)
     }
@@ -105,6 +106,7 @@ import Testing
         #expect(report.ok && report.controlServed == true, "\(report)\n\(server.process.stderr())")
         #expect(report.badEntryAnswered == false, "\(report)")
         #expect(report.stream == "open", "\(report)")
+        try await expectLog(server, "bitswap wantlist entries set aside")
         try await expectLog(server, "unknownWantType(7)")
         try await expectAnotherPeerServed(store, server, address)
     }
