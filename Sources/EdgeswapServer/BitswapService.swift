@@ -64,9 +64,9 @@ public final class BitswapService: Sendable {
                 logger.warning("resetting bitswap stream: bad message", metadata: [
                     "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)", "reason": "\(error)",
                 ])
-                // Reset here, inside the stream's scope: `executeThenClose` closes the stream when the body
-                // returns or throws, which sends a FIN first, so a reset issued after it the peer saw a
-                // clean end of stream instead of the reset boxo's reader gives a bad message.
+                // Reset here, inside the stream's scope. `executeThenClose` closes the stream (a FIN) when
+                // the body returns or throws, so a reset issued after it came too late: the peer saw a clean
+                // end of stream, not the reset that tells it the message was refused.
                 stream.reset()
             }
         }

@@ -24,7 +24,7 @@ public enum ServeBanner {
             lines.append("  \(name)  \(fixture.root)  \(fixture.summary)")
             for extra in fixture.roots.dropFirst() {
                 let what = fixture.sources.first { $0.cid == extra }.map { " (\($0.path))" } ?? ""
-                lines.append("  \(String(repeating: " ", count: width))  \(extra)  second root\(what)")
+                lines.append("  \(String(repeating: " ", count: width))  \(extra)  also a root\(what)")
             }
         }
         for address in dialable {

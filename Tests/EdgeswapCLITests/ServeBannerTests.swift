@@ -51,7 +51,7 @@ import Testing
                                               : "  ipfs get \(fixture.root) -o \(fixture.name)"
             #expect(lines.contains(fetch), "missing `\(fetch)`: \(lines)")
             for extra in fixture.roots.dropFirst() {
-                #expect(lines.contains { $0.contains(extra) && $0.contains("second root") }, "\(extra): \(lines)")
+                #expect(lines.contains { $0.contains(extra) && $0.contains("also a root") }, "\(extra): \(lines)")
                 #expect(lines.contains { $0.hasPrefix("  ipfs block get \(extra) ") }, "\(extra): \(lines)")
             }
         }
