@@ -208,6 +208,29 @@ class BitswapSession:
         return None
 
 
+def classify_end(stream, error) -> str:
+    """"reset" or "eof" for an exception a read or write on `stream` raised, else "error: ..."."""
+    name = type(error).__name__
+    if "Reset" in name or bool(getattr(getattr(stream, "muxed_stream", None), "reset_received", False)):
+        return "reset"
+    if "EOF" in name or "Closed" in name:
+        return "eof"
+    return "error: %r" % error
+
+
+async def write_bad(stream, data: bytes):
+    """Writes bad bytes; None if the write went through, else how the stream ended under it (the server
+    may reset the stream while a long write is still in flight)."""
+    import trio
+    try:
+        await stream.write(data)
+        return None
+    except trio.Cancelled:
+        raise
+    except BaseException as e:  # noqa: BLE001
+        return classify_end(stream, e)
+
+
 async def stream_outcome(stream, wait: float) -> str:
     """What the server did with a stream we wrote to: "reset", "eof" or "open" (nothing within `wait`).
     The server never writes on a want stream, so any read ends only by a close or a reset.
@@ -227,12 +250,7 @@ async def stream_outcome(stream, wait: float) -> str:
         except trio.Cancelled:
             raise  # the wait ran out: handled by move_on_after below
         except BaseException as e:  # noqa: BLE001
-            name = type(e).__name__
-            if "Reset" in name or was_reset():
-                return "reset"
-            if "EOF" in name or "Closed" in name:
-                return "eof"
-            return "error: %r" % e
+            return classify_end(stream, e)
     return "open"
 
 
@@ -352,12 +370,13 @@ async def bitswap_probe(host, peer_id, a, result: dict) -> None:
     try:
         with trio.fail_after(a.timeout):
             stream = await session.open()
+            ended = None
             if a.kind == "malformed":
                 # Message.wantlist (field 1) claims 100 bytes; 3 follow.
-                await stream.write(bw.frame(b"\x0a\x64\x0a\x01\x00"))
+                ended = await write_bad(stream, bw.frame(b"\x0a\x64\x0a\x01\x00"))
             elif a.kind == "oversize":
                 # A length prefix of 5 MiB (the limit is 4 MiB), then 64 KiB of the "message".
-                await stream.write(common.uvarint(5 << 20) + bytes(1 << 16))
+                ended = await write_bad(stream, common.uvarint(5 << 20) + bytes(1 << 16))
             elif a.kind == "huge-wantlist":
                 entries = []
                 for i in range(a.entries):
@@ -373,7 +392,7 @@ async def bitswap_probe(host, peer_id, a, result: dict) -> None:
                     bw.entry(bad, 10, want_type=7, send_dont_have=True),
                     bw.entry(control, 5, want_type=bw.WANT_BLOCK, send_dont_have=True)])))
         if a.kind in ("malformed", "oversize"):
-            result["stream"] = await stream_outcome(stream, a.quiet * 2)
+            result["stream"] = ended or await stream_outcome(stream, a.quiet * 2)
         elif a.kind == "huge-wantlist":
             await collect(lambda: len(presences) >= a.entries, a.quiet, a.timeout)
             result["stream"] = await stream_outcome(stream, 0.2)
