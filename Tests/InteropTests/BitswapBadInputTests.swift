@@ -6,7 +6,7 @@ import Testing
 /// offending stream, that edgeswap logged a specific reason (its stderr, at `--log-level debug`), that the
 /// same connection still answers a valid want on a fresh stream, and that another peer (kubo) is served
 /// afterwards. The bad bytes come from `pylibp2p_peer.py bitswap-probe` (py-libp2p 0.8.1 underneath).
-@Suite(.serialized) struct BitswapBadInputTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct BitswapBadInputTests {
     /// Waits up to `timeout` for `text` in the server's stderr (log lines may trail the reply).
     private func expectLog(_ server: EdgeswapServe, _ text: String, timeout: Duration = .seconds(10),
                            sourceLocation: SourceLocation = #_sourceLocation) async throws {

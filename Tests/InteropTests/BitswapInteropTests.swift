@@ -6,7 +6,7 @@ import Testing
 /// py-libp2p 0.8.1 fetch the generated fixtures from `edgeswap serve` over /ws in a loopback-only namespace.
 /// Every file must come back byte-exact (sha2-256 against `fixtures.json`), every block verified against
 /// its CID. Run through `.ci/in-netns`.
-@Suite(.serialized) struct BitswapInteropTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct BitswapInteropTests {
     /// Every file of the `directory` fixture by its path inside the directory, with its size and sha2-256.
     private func directoryFiles(_ fixture: FixtureManifestFile.Fixture) -> [String: FileDigest] {
         var files: [String: FileDigest] = [:]
