@@ -41,14 +41,16 @@ bench: release
 	$(RELEASE_DIR)/edgeswap-bench $(AREAS)
 
 # Generates the fixtures (once), ingests them into a local store (idempotent), makes a development key (once)
-# and serves the store on loopback. `make run RUN_LISTEN=/ip4/127.0.0.1/tcp/4002/ws` picks another address.
+# and serves the store on loopback; `--print-roots` prints the dial address, the roots by name and the kubo
+# commands that fetch them. `make run RUN_LISTEN=/ip4/127.0.0.1/tcp/4002/ws` picks another address.
 run: build
 	$(DEBUG_DIR)/edgeswap fixtures --output $(FIXTURES_DIR)
 	$(DEBUG_DIR)/edgeswap ingest --quiet --store $(STORE_DIR) $(FIXTURES_DIR)/cars/*.car
 	@mkdir -p $(dir $(RUN_KEY))
 	@test -f $(RUN_KEY) || $(DEBUG_DIR)/edgeswap key new --output $(RUN_KEY)
-	@echo "serving $(STORE_DIR); dial the multiaddr printed below (Ctrl-C stops)"
-	$(DEBUG_DIR)/edgeswap serve --store $(STORE_DIR) --key $(RUN_KEY) --listen $(RUN_LISTEN)
+	@echo "serving $(STORE_DIR) (Ctrl-C stops); the banner below names the roots, the multiaddr and the kubo commands"
+	$(DEBUG_DIR)/edgeswap serve --store $(STORE_DIR) --key $(RUN_KEY) --listen $(RUN_LISTEN) \
+		--print-roots $(FIXTURES_DIR)/fixtures.json
 
 clean:
 	$(SWIFT) package clean

@@ -175,7 +175,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
-            "EdgeswapServer", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage", "Bitswap", "BlockStore",
+            "EdgeswapServer", "EdgeswapTestSupport", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage", "Bitswap", "BlockStore",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ],

@@ -67,8 +67,9 @@ public final class BitswapService: Sendable {
         let session = await registry.session(for: connection, version: version, service: self)
         var decoder = BitswapFrameDecoder(maxMessageSize: configuration.maxMessageSize)
         let maxEntries = configuration.maxWantsPerMessage
-        do {
-            try await stream.executeThenClose { inbound, _ in
+        let logger = self.logger
+        try await stream.executeThenClose { inbound, _ in
+            do {
                 for try await chunk in inbound {
                     decoder.append(chunk)
                     while let body = try decoder.nextMessage() {
@@ -76,12 +77,15 @@ public final class BitswapService: Sendable {
                         session.events.yield(.message(message))
                     }
                 }
+            } catch let error as BitswapDecodeError {
+                logger.warning("resetting bitswap stream: bad message", metadata: [
+                    "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)", "reason": "\(error)",
+                ])
+                // Reset here, inside the stream's scope. `executeThenClose` closes the stream (a FIN) when
+                // the body returns or throws, so a reset issued after it came too late: the peer saw a clean
+                // end of stream, not the reset that tells it the message was refused.
+                stream.reset()
             }
-        } catch let error as BitswapDecodeError {
-            logger.warning("resetting bitswap stream: bad message", metadata: [
-                "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)", "reason": "\(error)",
-            ])
-            stream.reset()
         }
     }
 
@@ -164,6 +168,10 @@ private final class ConnectionSession: Sendable {
                 case .lookupFailed(let id, let reason): actions = engine.lookupFailed(id: id, reason: reason)
                 case .outboundWritable: actions = engine.outboundWritable()
                 }
+                // Entries the decoder set aside (unknown want type, over-long CID, over the per-message cap)
+                // are the peer's doing, unlike misses: one notice per message names them, so an operator at
+                // the default level sees why wants went unanswered without a line per entry.
+                var setAside: [BitswapMessage.RejectedEntry] = []
                 for action in actions {
                     switch action {
                     case .lookup(let id, let batch):
@@ -176,11 +184,21 @@ private final class ConnectionSession: Sendable {
                         }
                     case .send(let frame):
                         frameSink.yield(frame)
+                    case .refused(.rejectedEntry(let rejected)):
+                        setAside.append(rejected)
                     case .refused(let refusal):
                         logger.debug("bitswap want refused", metadata: [
                             "connection": "\(connection.id)", "refusal": "\(refusal)",
                         ])
                     }
+                }
+                if !setAside.isEmpty {
+                    let shown = setAside.prefix(8).map { "\($0)" }.joined(separator: ", ")
+                    logger.notice("bitswap wantlist entries set aside", metadata: [
+                        "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)",
+                        "count": "\(setAside.count)",
+                        "reasons": "\(shown)\(setAside.count > 8 ? ", …" : "")",
+                    ])
                 }
                 if engine.statistics != reported {
                     service.add(engine.statistics, since: reported)

@@ -33,6 +33,10 @@ struct ServeCommand: AsyncParsableCommand {
 
             Bitswap (/ipfs/bitswap/1.2.0, 1.1.0, 1.0.0 and /ipfs/bitswap) serves every block of every CAR in \
             --store; answers go out on a stream the server opens to the peer, as kubo expects.
+
+            --print-roots FILE (a fixtures.json from `edgeswap fixtures`) adds a banner after the listening \
+            lines: the roots served with their names, the multiaddr to dial, and the kubo commands that fetch \
+            them (`make run` uses it).
             """)
 
     @OptionGroup(title: "Store")
@@ -93,6 +97,10 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: "Off unless given. Keep it on a private interface, e.g. 127.0.0.1:9090; PORT 0 picks a free port (printed as `admin http://HOST:PORT`)."))
     var adminListen: String?
 
+    @Option(name: .customLong("print-roots"),
+            help: "A fixtures.json (from `edgeswap fixtures`): after listening, print its roots and the kubo commands that fetch them.")
+    var printRoots: String?
+
     @Option(name: .customLong("log-level"),
             help: "Minimum level logged to stderr: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -121,6 +129,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let adminListen, Self.hostAndPort(adminListen) == nil {
             throw ValidationError("--admin-listen \(adminListen): expected HOST:PORT, e.g. 127.0.0.1:9090")
+        }
+        if let printRoots {
+            do {
+                _ = try Self.loadManifest(printRoots)
+            } catch {
+                throw ValidationError("--print-roots \(printRoots): \(error)")
+            }
         }
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ValidationError("--log-level \(self.logLevel): use trace, debug, info, notice, warning, error or critical")
@@ -161,6 +176,11 @@ struct ServeCommand: AsyncParsableCommand {
             return try PrivateKey(peerIDJSON: Array(json.utf8))
         }
         throw ValidationError("no identity: pass --key FILE or set EDGESWAP_PRIVATE_KEY or PEER_ID_JSON")
+    }
+
+    /// A `fixtures.json` as `edgeswap fixtures` writes it.
+    static func loadManifest(_ path: String) throws -> FixtureManifest {
+        try JSONDecoder().decode(FixtureManifest.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
     }
 
     func run() async throws {
@@ -247,6 +267,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         for address in addresses {
             writeStandardOutput("listening \(address)")
+        }
+        if let printRoots {
+            let manifest = try Self.loadManifest(printRoots)
+            for line in ServeBanner.lines(manifest: manifest, manifestPath: printRoots,
+                                          addresses: addresses.map { "\($0)" }) {
+                writeStandardOutput(line)
+            }
         }
         let signal = await signals.next()
         Logger(label: "edgeswap").info("signal received; shutting down", metadata: ["signal": "\(signal)"])

@@ -24,7 +24,8 @@ private struct FixtureSetupFailure: Error, CustomStringConvertible {
     var description: String { "fixture generation failed: \(message)" }
 }
 
-private func fixturesDirectory() throws -> String { try sharedFixtures.get() }
+/// The shared fixtures directory (generated once per test process; read-only for tests).
+func fixturesDirectory() throws -> String { try sharedFixtures.get() }
 
 private func temporaryDirectory(_ label: String) throws -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)").path

@@ -16,6 +16,8 @@ Actions (each prints exactly one JSON line on stdout; logs go to stderr):
   fetch   --peer MADDR --cid CID [--cid ...] --out-dir DIR
           connect as above, then Download each CID with --timeout:
           {"ok", "connected", "results": [{"cid", "ok", "bytes", "sha256", "seconds", "error"}]}.
+          A UnixFS directory is written as a tree; its result has "files": {relative path: {"bytes",
+          "sha256"}} instead of "bytes"/"sha256".
 
 Exit status 0 when "ok" is true. The script refuses to run outside a loopback-only network namespace,
 and its kubo config has no bootstrap peers, no mDNS, no NAT/relay/hole punching, no announcing, and
@@ -244,6 +246,18 @@ def wait_for_stop(max_seconds: float) -> None:
         time.sleep(0.1)
 
 
+def tree_digests(root: str) -> dict:
+    """{relative path: {"bytes", "sha256"}} for every regular file under `root`."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            out[os.path.relpath(path, root)] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return out
+
+
 def fetch(node: Kubo, a) -> dict:
     os.makedirs(a.out_dir, exist_ok=True)
     result = connect(node, a.peer, a.timeout)
@@ -255,8 +269,12 @@ def fetch(node: Kubo, a) -> dict:
             t0 = time.monotonic()
             rc, err = call_with_timeout(lambda: node.lib.Download(node._r, cid.encode(), out.encode()),
                                         a.timeout)
-            r = {"cid": cid, "seconds": round(time.monotonic() - t0, 3), "ok": rc == 0 and os.path.isfile(out)}
-            if r["ok"]:
+            r = {"cid": cid, "seconds": round(time.monotonic() - t0, 3),
+                 "ok": rc == 0 and (os.path.isfile(out) or os.path.isdir(out))}
+            if r["ok"] and os.path.isdir(out):
+                # A UnixFS directory: Download writes the tree; report every file in it.
+                r.update(path=out, files=tree_digests(out))
+            elif r["ok"]:
                 with open(out, "rb") as f:
                     data = f.read()
                 r.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), path=out)

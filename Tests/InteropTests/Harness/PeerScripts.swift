@@ -88,6 +88,8 @@ struct FetchReport: Decodable, Sendable {
         let sha256: String?
         /// Where the fetched content was written.
         let path: String?
+        /// For a UnixFS directory: every file of the written tree by relative path.
+        let files: [String: FileDigest]?
         let seconds: Double
         let error: String?
     }
@@ -96,6 +98,99 @@ struct FetchReport: Decodable, Sendable {
     let connected: Bool
     let results: [Item]?
     let error: String?
+}
+
+/// The size and sha2-256 of one fetched file.
+struct FileDigest: Decodable, Sendable, Equatable {
+    let bytes: Int
+    let sha256: String
+}
+
+/// `pylibp2p_peer.py bitswap-get`: our own Bitswap 1.2.0 client walked each root's DAG.
+struct BitswapGetReport: Decodable, Sendable {
+    struct Root: Decodable, Sendable {
+        let root: String
+        /// Every block reachable from the root arrived and verified.
+        let complete: Bool
+        /// Verified blocks reachable from the root.
+        let blocks: Int
+        /// The reassembled UnixFS content by path ("" for a bare file or raw block).
+        let files: [String: FileDigest]?
+        let error: String?
+    }
+
+    struct Missing: Decodable, Sendable {
+        /// The random CID asked for, as a string and as the hex of the bytes sent.
+        let cid: String
+        let sent: String
+        /// Hex of every presence CID that came back for the same multihash.
+        let echoed: [String]
+        /// A DONT_HAVE came back for exactly the bytes sent.
+        let dontHave: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case cid, sent, echoed
+            case dontHave = "dont_have"
+        }
+    }
+
+    struct Presence: Decodable, Sendable {
+        let cid: String
+        let type: String
+    }
+
+    let ok: Bool
+    let connected: Bool
+    let roots: [Root]?
+    let missing: [Missing]?
+    let presences: [Presence]?
+    /// Distinct blocks that hashed to a CID we asked for.
+    let blocksVerified: Int?
+    /// Blocks whose bytes hash to nothing we asked for (wrong bytes): must be 0.
+    let blocksBad: Int?
+    let duplicates: Int?
+    let unverifiable: Int?
+    /// CID strings of the verified blocks.
+    let received: [String]?
+    let inboundStreams: Int?
+    let seconds: Double?
+    let error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case ok, connected, roots, missing, presences, duplicates, unverifiable, received, seconds, error
+        case blocksVerified = "blocks_verified"
+        case blocksBad = "blocks_bad"
+        case inboundStreams = "inbound_streams"
+    }
+}
+
+/// `pylibp2p_peer.py bitswap-probe`: one bad input on a bitswap stream and what the server did.
+struct BitswapProbeReport: Decodable, Sendable {
+    let ok: Bool
+    let connected: Bool
+    /// What became of the stream the bad input went on: "reset", "eof", "open" (nothing happened) or an error.
+    let stream: String?
+    /// After the bad input, the same connection was asked for the control block on a fresh stream.
+    let controlServed: Bool?
+    /// huge-wantlist: DONT_HAVEs received, distinct CIDs answered, and the [min, max] priority answered.
+    let dontHaves: Int?
+    let distinct: Int?
+    let dontHavePriorities: [Int]?
+    let messageBytes: Int?
+    /// unknown-want-type: whether anything came back for the entry with wantType=7.
+    let badEntryAnswered: Bool?
+    let blocks: Int?
+    let presences: Int?
+    let error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case ok, connected, stream, distinct, blocks, presences, error
+        case controlServed = "control_served"
+        case dontHaves = "dont_haves"
+        case dontHavePriorities = "dont_have_priorities"
+        case messageBytes = "message_bytes"
+        case badEntryAnswered = "bad_entry_answered"
+    }
 }
 
 /// `pylibp2p_peer.py ping`.
@@ -216,6 +311,36 @@ enum PyLibp2p {
             common(security: security, caFile: caFile)
                 + ["fetch", "--peer", peer, "--out-dir", directory.path("\(name)-out").path]
                 + cids.flatMap { ["--cid", $0] },
+            name: name, directory: directory, timeout: timeout)
+    }
+
+    /// Dials `peer` and fetches every block under `roots` with our own Bitswap 1.2.0 client, plus
+    /// WANT_BLOCK (sendDontHave) for random CIDv0 / CIDv1 nobody has.
+    static func bitswapGet(roots: [String], missingV0: Int = 0, missingV1: Int = 0, from peer: String,
+                           name: String = "pylibp2p-bitswap-get", directory: TestDirectory,
+                           timeout: Duration = .seconds(120)) async throws -> BitswapGetReport {
+        try await PeerScripts.run(
+            BitswapGetReport.self, "pylibp2p_peer.py",
+            ["--timeout", "60", "bitswap-get", "--peer", peer, "--missing-v0", String(missingV0),
+             "--missing-v1", String(missingV1)] + roots.flatMap { ["--root", $0] },
+            name: name, directory: directory, timeout: timeout)
+    }
+
+    /// The kinds of bad input `bitswap-probe` sends.
+    enum ProbeKind: String, Sendable {
+        case malformed, oversize
+        case hugeWantlist = "huge-wantlist"
+        case unknownWantType = "unknown-want-type"
+    }
+
+    /// Dials `peer`, sends one bad input on a bitswap stream, then asks for `controlCID` on a fresh stream.
+    static func bitswapProbe(_ kind: ProbeKind, cid: String? = nil, controlCID: String, from peer: String,
+                             name: String = "pylibp2p-bitswap-probe", directory: TestDirectory,
+                             timeout: Duration = .seconds(120)) async throws -> BitswapProbeReport {
+        try await PeerScripts.run(
+            BitswapProbeReport.self, "pylibp2p_peer.py",
+            ["--timeout", "30", "bitswap-probe", "--peer", peer, "--kind", kind.rawValue, "--control-cid", controlCID]
+                + (cid.map { ["--cid", $0] } ?? []),
             name: name, directory: directory, timeout: timeout)
     }
 
