@@ -168,6 +168,7 @@ let package = Package(
                     swiftSettings: strictSettings),
         .testTarget(name: "BlockStoreTests", dependencies: [
             "BlockStore", "Bitswap", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
+            "EdgeswapTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "RedisTests", dependencies: [
