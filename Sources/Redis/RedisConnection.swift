@@ -197,6 +197,9 @@ public final class RedisConnection: Sendable {
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // An idle pooled connection whose server vanished (host down, NAT state dropped) is found
+            // dead by the kernel rather than on the next command's timeout.
+            .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -215,6 +218,11 @@ public final class RedisConnection: Sendable {
             try await connection.handshake(configuration)
         } catch {
             await connection.close()
+            // Accepted the connection but never answered: as good as unreachable (a hung or overloaded
+            // server, or something that is not Redis on that port).
+            if case .timeout(let command, let after) = error {
+                throw .unreachable(address: address, reason: "connected, but no reply to \(command) within \(after)")
+            }
             throw error
         }
         return connection

@@ -1,4 +1,5 @@
 import EdgeswapTestSupport
+import Foundation
 import Redis
 import Testing
 
@@ -329,5 +330,36 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
         #expect(error!.description.hasPrefix("Redis at 127.0.0.1:\(port) unreachable"))
         await client.shutdown()
         await #expect(throws: RedisError.shutDown) { try await client.send(["PING"]) }
+    }
+}
+
+/// A TCP listener that accepts and then never answers: the handshake must give up within the command
+/// timeout and report the server unreachable.
+@Suite struct SilentServerTests {
+    @Test func silentServerIsUnreachableAfterTheHandshakeTimeout() async throws {
+        let directory = try TestDirectory(name: "silent-redis")
+        defer { directory.remove() }
+        let port = try LoopbackPorts.allocate()
+        // Accepts connections and never reads or writes (system python3; the venv is not needed).
+        let listener = try ManagedProcess(
+            name: "silent", executable: URL(fileURLWithPath: "/usr/bin/python3"),
+            arguments: ["-c", """
+                import socket, time
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", \(port))); s.listen(8); print("listening", flush=True)
+                conns = []
+                while True:
+                    c, _ = s.accept(); conns.append(c)
+                """], directory: directory)
+        defer { listener.terminate() }
+        _ = try await listener.waitForLine(matching: "listening", timeout: .seconds(10))
+        var configuration = RedisConfiguration(port: Int(port))
+        configuration.commandTimeout = .milliseconds(300)
+        let client = RedisClient(configuration: configuration)
+        let error = await #expect(throws: RedisError.self) { try await client.send(["GET", "k"]) }
+        #expect(error == .unreachable(address: "127.0.0.1:\(port)",
+                                      reason: "connected, but no reply to PING within 0.3 seconds"),
+                "got \(String(describing: error))")
+        await client.shutdown()
     }
 }
