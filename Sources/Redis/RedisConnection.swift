@@ -6,24 +6,27 @@ import Glibc
 import Darwin
 #endif
 
-/// One command sent on a connection, waiting for its reply.
-struct PendingCommand: Sendable {
-    let promise: EventLoopPromise<RedisValue>
-    /// The command name, for timeout messages (arguments are never logged: they may be secrets or blobs).
+/// Commands written together (one `send` or `pipeline` call), waiting for their replies. One promise per
+/// batch rather than per command: each promise completion is a hop from the event loop to the waiting task,
+/// which would otherwise dominate a pipeline's cost.
+struct PendingBatch: Sendable {
+    let promise: EventLoopPromise<[RedisValue]>
+    let count: Int
+    /// The command name(s), for timeout messages (arguments are never logged: they may be secrets or blobs).
     let name: String
     let timeout: Duration
     let deadline: NIODeadline
 }
 
-/// What `RedisConnection` writes into the pipeline: encoded commands and their promises, in order.
+/// What `RedisConnection` writes into the pipeline: encoded commands and the batch waiting for them.
 struct RedisRequest: Sendable {
     var bytes: ByteBuffer
-    var commands: [PendingCommand]
+    var batch: PendingBatch
 }
 
 /// The I/O half of a connection. Replies arrive in the order commands were sent (RESP2: "the server
-/// replies to commands in the same order it receives them"), so promises wait in a FIFO and each reply
-/// completes the oldest one. Any failure that could desynchronise that pairing (a protocol error, a
+/// replies to commands in the same order it receives them"), so batches wait in a FIFO and each reply
+/// goes to the oldest one. Any failure that could desynchronise that pairing (a protocol error, a
 /// timeout, an unsolicited reply) fails every waiting command and closes the connection.
 final class RedisChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
@@ -31,12 +34,13 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let reader: RedisReplyReader
-    private var pending = CircularBuffer<PendingCommand>(initialCapacity: 64)
+    private var pending = CircularBuffer<PendingBatch>(initialCapacity: 16)
+    /// Replies collected so far for the oldest batch.
+    private var collected: [RedisValue] = []
     private var replies: [RedisValue] = []
     /// Set once the connection can take no more commands; later writes fail with it.
     private var closedReason: RedisError?
-    /// One timer, armed for the earliest deadline among waiting commands (not one timer per command: a
-    /// 10,000-command pipeline would otherwise schedule 10,000 tasks).
+    /// One timer, armed for the earliest deadline among waiting batches.
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
 
@@ -47,16 +51,13 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         if let closedReason {
-            for command in request.commands { command.promise.fail(closedReason) }
+            request.batch.promise.fail(closedReason)
             promise?.fail(closedReason)
             return
         }
-        var earliest: NIODeadline?
-        for command in request.commands {
-            pending.append(command)
-            earliest = min(earliest ?? command.deadline, command.deadline)
-        }
-        if let earliest { arm(at: earliest, context: context) }
+        if pending.isEmpty { collected.reserveCapacity(request.batch.count) }
+        pending.append(request.batch)
+        arm(at: request.batch.deadline, context: context)
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { [self] result in
             if case .failure(let error) = result {
@@ -83,12 +84,19 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     private func deliver(context: ChannelHandlerContext) {
         for reply in replies {
-            guard let command = pending.popFirst() else {
+            guard let batch = pending.first else {
                 failAll(.protocolError("reply \(reply) arrived with no command waiting for it"), context: context,
                         close: true)
                 return
             }
-            command.promise.succeed(reply)
+            collected.append(reply)
+            if collected.count == batch.count {
+                pending.removeFirst()
+                let complete = collected
+                collected = []
+                if let next = pending.first { collected.reserveCapacity(next.count) }
+                batch.promise.succeed(complete)
+            }
         }
         replies.removeAll(keepingCapacity: true)
         if pending.isEmpty { disarm() }
@@ -117,8 +125,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         disarm()
         let waiting = pending
         pending.removeAll()
+        collected = []
         if close { context.close(promise: nil) }
-        for command in waiting { command.promise.fail(error) }
+        for batch in waiting { batch.promise.fail(error) }
     }
 
     private func arm(at deadline: NIODeadline, context: ChannelHandlerContext) {
@@ -152,10 +161,11 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         closedReason = reason
         let waiting = pending
         pending.removeAll()
+        collected = []
         context.close(promise: nil)
-        for command in waiting {
-            command.promise.fail(command.deadline <= now
-                ? RedisError.timeout(command: command.name, after: command.timeout) : reason)
+        for batch in waiting {
+            batch.promise.fail(batch.deadline <= now
+                ? RedisError.timeout(command: batch.name, after: batch.timeout) : reason)
         }
     }
 }
@@ -187,6 +197,9 @@ public final class RedisConnection: Sendable {
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // An idle pooled connection whose server vanished (host down, NAT state dropped) is found
+            // dead by the kernel rather than on the next command's timeout.
+            .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -205,6 +218,11 @@ public final class RedisConnection: Sendable {
             try await connection.handshake(configuration)
         } catch {
             await connection.close()
+            // Accepted the connection but never answered: as good as unreachable (a hung or overloaded
+            // server, or something that is not Redis on that port).
+            if case .timeout(let command, let after) = error {
+                throw .unreachable(address: address, reason: "connected, but no reply to \(command) within \(after)")
+            }
             throw error
         }
         return connection
@@ -273,36 +291,26 @@ public final class RedisConnection: Sendable {
         if commands.isEmpty { return [] }
         let timeout = timeout ?? commandTimeout
         let deadline = NIODeadline.now() + TimeAmount(timeout)
-        let eventLoop = channel.eventLoop
         var bytes = channel.allocator.buffer(capacity: 0)
-        var pending: [PendingCommand] = []
-        pending.reserveCapacity(commands.count)
-        for command in commands {
-            RedisCommandEncoder.encode(command, into: &bytes)
-            pending.append(PendingCommand(
-                promise: eventLoop.makePromise(of: RedisValue.self),
-                name: String(decoding: command[0].bytes.prefix(32), as: UTF8.self).uppercased(),
-                timeout: timeout, deadline: deadline))
+        for command in commands { RedisCommandEncoder.encode(command, into: &bytes) }
+        let first = String(decoding: commands[0].first?.bytes.prefix(32) ?? [], as: UTF8.self).uppercased()
+        let batch = PendingBatch(
+            promise: channel.eventLoop.makePromise(of: [RedisValue].self), count: commands.count,
+            name: commands.count == 1 ? first : "pipeline of \(commands.count) starting with \(first)",
+            timeout: timeout, deadline: deadline)
+        // On a channel already torn down the request never reaches the handler; fail the promise here then
+        // (completing a promise twice is a no-op in NIO, so the handler's own failure path is safe).
+        let promise = batch.promise
+        channel.writeAndFlush(RedisRequest(bytes: bytes, batch: batch)).whenFailure { error in
+            promise.fail(error as? RedisError ?? .connectionClosed("\(error)"))
         }
-        // On a channel already torn down the request never reaches the handler; fail the promises here
-        // then (completing a promise twice is a no-op in NIO, so the handler's own failure path is safe).
-        let promises = pending.map(\.promise)
-        channel.writeAndFlush(RedisRequest(bytes: bytes, commands: pending)).whenFailure { error in
-            let reason = error as? RedisError ?? .connectionClosed("\(error)")
-            for promise in promises { promise.fail(reason) }
+        do {
+            return try await promise.futureResult.get()
+        } catch let error as RedisError {
+            throw error
+        } catch {
+            throw .connectionClosed("\(error)")
         }
-        var replies: [RedisValue] = []
-        replies.reserveCapacity(commands.count)
-        for command in pending {
-            do {
-                replies.append(try await command.promise.futureResult.get())
-            } catch let error as RedisError {
-                throw error
-            } catch {
-                throw .connectionClosed("\(error)")
-            }
-        }
-        return replies
     }
 
     /// Closes the connection; commands still waiting fail with `RedisError.connectionClosed`.

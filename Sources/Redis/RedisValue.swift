@@ -66,9 +66,10 @@ extension RedisValue: CustomStringConvertible {
         case .bulkString(let bytes):
             let shown = bytes.prefix(32)
             let printable = shown.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+            let hexDigits = Array("0123456789abcdef")
             let body = printable
                 ? "\"" + String(decoding: shown, as: UTF8.self) + "\""
-                : shown.map { byte in String(byte, radix: 16).count == 1 ? "0" + String(byte, radix: 16) : String(byte, radix: 16) }.joined()
+                : String(shown.flatMap { [hexDigits[Int($0 >> 4)], hexDigits[Int($0 & 0x0F)]] })
             return "$\(bytes.count)(\(body)\(bytes.count > 32 ? "..." : ""))"
         }
     }
@@ -88,7 +89,9 @@ public struct RedisArgument: Sendable, Hashable, ExpressibleByStringLiteral, Exp
     /// The decimal text of `value` (how Redis expects counts, scores and milliseconds).
     public init<Value: BinaryInteger>(_ value: Value) { bytes = Array(String(value).utf8) }
 
+    /// `"GET"`: the UTF-8 of the literal.
     public init(stringLiteral value: String) { self.init(value) }
 
+    /// `100`: the decimal text of the literal.
     public init(integerLiteral value: Int) { self.init(value) }
 }

@@ -1,4 +1,5 @@
 import EdgeswapTestSupport
+import Foundation
 import Redis
 import Testing
 
@@ -329,5 +330,106 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
         #expect(error!.description.hasPrefix("Redis at 127.0.0.1:\(port) unreachable"))
         await client.shutdown()
         await #expect(throws: RedisError.shutDown) { try await client.send(["PING"]) }
+    }
+}
+
+/// Starts a python3 TCP server on a free loopback port; `handler` is the body run per accepted socket `c`.
+func fakeServer(_ name: String, handler: String, directory: TestDirectory) async throws -> (ManagedProcess, UInt16) {
+    let port = try LoopbackPorts.allocate()
+    let script = """
+        import socket, threading
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", \(port))); s.listen(8); print("listening", flush=True)
+        conns = []
+        def serve(c):
+        \(handler.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+        while True:
+            c, _ = s.accept(); conns.append(c)
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+        """
+    // System python3: the venv is not needed.
+    let process = try ManagedProcess(name: name, executable: URL(fileURLWithPath: "/usr/bin/python3"),
+                                     arguments: ["-c", script], directory: directory)
+    _ = try await process.waitForLine(matching: "listening", timeout: .seconds(10))
+    return (process, port)
+}
+
+@Suite struct MisbehavingServerTests {
+    @Test func garbageFromTheServerIsAProtocolError() async throws {
+        let directory = try TestDirectory(name: "garbage-redis")
+        defer { directory.remove() }
+        // Answers the first command with a line that is no RESP2 type.
+        let (server, port) = try await fakeServer("garbage", handler: """
+            c.recv(65536)
+            c.sendall(b"!not resp\\r\\n")
+            c.recv(65536)
+            """, directory: directory)
+        defer { server.terminate() }
+        let client = RedisClient(configuration: RedisConfiguration(port: Int(port)))
+        let error = await #expect(throws: RedisError.self) { try await client.send(["PING"]) }
+        guard case .protocolError(let message)? = error else {
+            Issue.record("expected a protocol error, got \(String(describing: error))")
+            return
+        }
+        #expect(message.contains("type"), "message: \(message)")
+        await client.shutdown()
+    }
+
+    @Test func replyLargerThanTheLimitFromAFakeServer() async throws {
+        let directory = try TestDirectory(name: "huge-redis")
+        defer { directory.remove() }
+        // PONG for the handshake, then a bulk header announcing 1 GB followed by endless bytes.
+        let (server, port) = try await fakeServer("huge", handler: """
+            c.recv(65536)
+            c.sendall(b"+PONG\\r\\n")
+            c.recv(65536)
+            c.sendall(b"$1000000000\\r\\n")
+            try:
+                while True: c.sendall(b"x" * 65536)
+            except OSError:
+                pass
+            """, directory: directory)
+        defer { server.terminate() }
+        var configuration = RedisConfiguration(port: Int(port))
+        configuration.maxReplyBytes = 1 << 20
+        let client = RedisClient(configuration: configuration)
+        let error = await #expect(throws: RedisError.self) { try await client.send(["GET", "k"]) }
+        guard case .protocolError(let message)? = error else {
+            Issue.record("expected a protocol error, got \(String(describing: error))")
+            return
+        }
+        #expect(message.contains("limit of \(1 << 20) bytes"), "message: \(message)")
+        await client.shutdown()
+    }
+}
+
+/// A TCP listener that accepts and then never answers: the handshake must give up within the command
+/// timeout and report the server unreachable.
+@Suite struct SilentServerTests {
+    @Test func silentServerIsUnreachableAfterTheHandshakeTimeout() async throws {
+        let directory = try TestDirectory(name: "silent-redis")
+        defer { directory.remove() }
+        let port = try LoopbackPorts.allocate()
+        // Accepts connections and never reads or writes (system python3; the venv is not needed).
+        let listener = try ManagedProcess(
+            name: "silent", executable: URL(fileURLWithPath: "/usr/bin/python3"),
+            arguments: ["-c", """
+                import socket, time
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", \(port))); s.listen(8); print("listening", flush=True)
+                conns = []
+                while True:
+                    c, _ = s.accept(); conns.append(c)
+                """], directory: directory)
+        defer { listener.terminate() }
+        _ = try await listener.waitForLine(matching: "listening", timeout: .seconds(10))
+        var configuration = RedisConfiguration(port: Int(port))
+        configuration.commandTimeout = .milliseconds(300)
+        let client = RedisClient(configuration: configuration)
+        let error = await #expect(throws: RedisError.self) { try await client.send(["GET", "k"]) }
+        #expect(error == .unreachable(address: "127.0.0.1:\(port)",
+                                      reason: "connected, but no reply to PING within 0.3 seconds"),
+                "got \(String(describing: error))")
+        await client.shutdown()
     }
 }
