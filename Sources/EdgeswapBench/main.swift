@@ -14,6 +14,10 @@ let areas: [(name: String, run: () -> Void)] = [
     ("protocols", runProtocolsBenchmarks),
     ("bitswap", runBitswapBenchmarks),
     ("blockstore", runBlockStoreBenchmarks),
+    // These two need a server: EDGESWAP_S3_ENDPOINT/EDGESWAP_S3_BUCKET (+ AWS_*) and EDGESWAP_REDIS_URL;
+    // without them they say so and return. Loadtest/storage-bench.sh measures the whole S3 + Redis path.
+    ("s3", runS3Benchmarks),
+    ("redis", runRedisBenchmarks),
 ]
 
 let requested = Set(CommandLine.arguments.dropFirst())
