@@ -88,6 +88,10 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Seconds a connection may stay open with no stream before it is closed.")
     var idleTimeout: Double = 120
 
+    @Option(name: .customLong("tcp-keepalive"),
+            help: "Seconds of silence before TCP keepalive probes a peer (dead peers are dropped about 30 s later); 0 turns it off.")
+    var tcpKeepalive: Double = 60
+
     @Option(name: .customLong("shutdown-grace"),
             help: "Seconds running streams get to finish on shutdown before connections are closed.")
     var shutdownGrace: Double = 5
@@ -140,7 +144,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ValidationError("--log-level \(self.logLevel): use trace, debug, info, notice, warning, error or critical")
         }
-        guard self.handshakeTimeout > 0, self.idleTimeout > 0, self.shutdownGrace >= 0 else {
+        guard self.handshakeTimeout > 0, self.idleTimeout > 0, self.shutdownGrace >= 0, self.tcpKeepalive >= 0 else {
             throw ValidationError("timeouts must be positive")
         }
         guard self.maxConnections > 0, self.maxStreamsPerConnection > 0 else {
@@ -199,6 +203,7 @@ struct ServeCommand: AsyncParsableCommand {
         limits.webSocketMaxFrameSize = self.wsMaxFrame
         limits.idleTimeout = .nanoseconds(Int64(self.idleTimeout * 1e9))
         limits.shutdownGracePeriod = .nanoseconds(Int64(self.shutdownGrace * 1e9))
+        limits.tcpKeepaliveIdle = self.tcpKeepalive > 0 ? .seconds(Int64(max(1, self.tcpKeepalive.rounded()))) : nil
         let configuration = Libp2pHostConfiguration(
             identity: identity,
             listenAddresses: try self.listen.map { try Multiaddr($0) },

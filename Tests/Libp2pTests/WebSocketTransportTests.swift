@@ -475,3 +475,41 @@ struct WebSocketTransportTests {
         }
     }
 }
+
+/// TCP keepalive on accepted sockets: a peer whose machine vanished without a FIN must not hold its
+/// connection forever.
+@Suite struct WebSocketKeepaliveTests {
+    /// The accepted socket's SO_KEEPALIVE and TCP_KEEPIDLE, read inside the upgrade initializer.
+    private func acceptedKeepalive(_ idle: TimeAmount?) async throws -> (enabled: Int, idle: Int) {
+        try await withGroup { group in
+            let seen = group.next().makePromise(of: (Int, Int).self)
+            let initializer: WebSocketTransport.ChannelInitializer = { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let options = try #require(channel.syncOptions)
+                    let enabled = try options.getOption(.socketOption(.so_keepalive))
+                    let tcp = NIOBSDSocket.OptionLevel(rawValue: CInt(IPPROTO_TCP))
+                    let seconds = try options.getOption(
+                        ChannelOptions.Types.SocketOption(level: tcp, name: .init(rawValue: TCP_KEEPIDLE)))
+                    seen.succeed((enabled, seconds))
+                    try channel.pipeline.syncOperations.addHandler(EchoHandler())
+                }
+            }
+            let configuration = WebSocketTransportConfiguration(tcpKeepaliveIdle: idle)
+            let server = try await WebSocketTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration,
+                                                             group: group, initializer: initializer).get()
+            let payload = patternBytes(1000)
+            #expect(try await echoRoundTrip(port: try port(of: server), tls: nil, payload: payload, group: group) == payload)
+            let result = try await seen.futureResult.get()
+            try await server.close()
+            return result
+        }
+    }
+
+    @Test func acceptedSocketsProbeIdlePeers() async throws {
+        let on = try await acceptedKeepalive(.seconds(45))
+        #expect(on.enabled != 0)
+        #expect(on.idle == 45)
+        let off = try await acceptedKeepalive(nil)
+        #expect(off.enabled == 0)
+    }
+}

@@ -31,6 +31,9 @@ public struct Libp2pHostLimits: Sendable, Equatable {
     public var idleTimeout: TimeAmount = .seconds(120)
     /// On shutdown, running stream handlers get this long to finish after GoAway before connections close.
     public var shutdownGracePeriod: TimeAmount = .seconds(5)
+    /// TCP keepalive on accepted connections: probes start after this much silence, and a peer whose machine
+    /// is gone is dropped about 30 s later. nil turns keepalive off. Default 60 s.
+    public var tcpKeepaliveIdle: TimeAmount? = .seconds(60)
 
     public init() {}
 }
@@ -391,6 +394,7 @@ public final class Libp2pHost: Sendable {
         return WebSocketTransportConfiguration(
             maxFrameSize: self.configuration.limits.webSocketMaxFrameSize,
             handshakeTimeout: self.configuration.limits.webSocketHandshakeTimeout,
+            tcpKeepaliveIdle: self.configuration.limits.tcpKeepaliveIdle,
             logger: logger)
     }
 

@@ -17,17 +17,24 @@ public struct WebSocketTransportConfiguration: Sendable {
     public var banner: String?
     /// Receives connection-level events (protocol violations, oversize frames, timeouts).
     public var logger: Logger
+    /// TCP keepalive on accepted connections: the kernel probes a connection silent for this long (then every
+    /// 10 s, 3 probes) and closes it when the peer's machine is gone. A peer that vanished without a FIN (a
+    /// laptop closed, a NAT mapping dropped) would otherwise hold its connection and its Bitswap reply stream
+    /// until the connection limit runs out. nil leaves the system default (keepalive off).
+    public var tcpKeepaliveIdle: TimeAmount?
 
     public init(
         maxFrameSize: Int = 1 << 20,
         handshakeTimeout: TimeAmount = .seconds(15),
         banner: String? = nil,
+        tcpKeepaliveIdle: TimeAmount? = .seconds(60),
         logger: Logger = Logger(label: "edgeswap.libp2p.websocket")
     ) {
         precondition(maxFrameSize > 0 && maxFrameSize <= Int(UInt32.max), "maxFrameSize out of range")
         self.maxFrameSize = maxFrameSize
         self.handshakeTimeout = handshakeTimeout
         self.banner = banner
+        self.tcpKeepaliveIdle = tcpKeepaliveIdle
         self.logger = logger
     }
 }

@@ -22,6 +22,22 @@ public enum WebSocketTransport {
     /// channel's event loop.
     public typealias ChannelInitializer = @Sendable (any Channel) -> EventLoopFuture<Void>
 
+    /// SO_KEEPALIVE with TCP_KEEPIDLE = `idle`, TCP_KEEPINTVL = 10 s, TCP_KEEPCNT = 3 (Linux names; other
+    /// systems get SO_KEEPALIVE alone).
+    static func enableKeepalive(_ options: any NIOSynchronousChannelOptions, idle: TimeAmount) throws {
+        try options.setOption(.socketOption(.so_keepalive), value: 1)
+        #if os(Linux)
+        let tcp = NIOBSDSocket.OptionLevel(rawValue: CInt(IPPROTO_TCP))
+        let seconds = max(1, Int(idle.nanoseconds / 1_000_000_000))
+        try options.setOption(ChannelOptions.Types.SocketOption(level: tcp, name: .init(rawValue: TCP_KEEPIDLE)),
+                              value: seconds)
+        try options.setOption(ChannelOptions.Types.SocketOption(level: tcp, name: .init(rawValue: TCP_KEEPINTVL)),
+                              value: 10)
+        try options.setOption(ChannelOptions.Types.SocketOption(level: tcp, name: .init(rawValue: TCP_KEEPCNT)),
+                              value: 3)
+        #endif
+    }
+
     /// Binds a WebSocket listener (`ws`, or `wss` when `tls` is given) and returns the server channel;
     /// its `localAddress` tells the real port when `port` was 0. Call twice for `ws` and `wss` at once.
     ///
@@ -42,6 +58,9 @@ public enum WebSocketTransport {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let idle = configuration.tcpKeepaliveIdle, let options = channel.syncOptions {
+                        try Self.enableKeepalive(options, idle: idle)
+                    }
                     let sync = channel.pipeline.syncOperations
                     if let tls {
                         try sync.addHandler(NIOSSLServerHandler(context: tls.context))
