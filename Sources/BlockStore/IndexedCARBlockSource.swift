@@ -564,13 +564,9 @@ actor BlockSourceState {
     private let settings: IndexedCARBlockSourceSettings
     private var indexes: LRUCache<CID, CAREntry>
     private var loading: [CID: Task<Result<CAREntry, LoadFailure>, Never>] = [:]
-    private var locations: [String: (cars: [CID], expires: ContinuousClock.Instant)] = [:]
-    private var locationOrder: [String] = []
-    private var locationHead = 0
+    private var locations: ExpiringCache<String, [CID]>
     private var listing: [String: Task<Result<[CID], BucketError>, Never>] = [:]
-    private var missing: [Multihash: ContinuousClock.Instant] = [:]
-    private var missingOrder: [Multihash] = []
-    private var missingHead = 0
+    private var missing: ExpiringCache<Multihash, Void>
     private var scopes: [String: (cars: [CID], expires: ContinuousClock.Instant)] = [:]
     /// When each peer's shared scope was last read (entries dropped with the local scope's bound).
     private var sharedScopeReadAt: [String: ContinuousClock.Instant] = [:]
@@ -579,6 +575,8 @@ actor BlockSourceState {
     init(settings: IndexedCARBlockSourceSettings) {
         self.settings = settings
         self.indexes = LRUCache(capacity: settings.indexCacheBytes)
+        self.missing = ExpiringCache(ttl: settings.negativeCacheTTL, capacity: settings.negativeCacheEntries)
+        self.locations = ExpiringCache(ttl: settings.locationCacheTTL, capacity: settings.locationCacheEntries)
     }
 
     func statistics() -> BlockSourceStatistics {
@@ -589,14 +587,10 @@ actor BlockSourceState {
 
     func clear() {
         indexes = LRUCache(capacity: settings.indexCacheBytes)
-        missing = [:]
-        missingOrder = []
-        missingHead = 0
+        missing.removeAll()
         scopes = [:]
         sharedScopeReadAt = [:]
-        locations = [:]
-        locationOrder = []
-        locationHead = 0
+        locations.removeAll()
     }
 
     /// A cached listing, the one under way for the same key, or one `loader` call (counted). Failures are
@@ -604,29 +598,14 @@ actor BlockSourceState {
     func location(_ key: String, now: ContinuousClock.Instant,
                   loader: @escaping @Sendable () async -> Result<[CID], BucketError>) async -> Result<[CID], BucketError>
     {
-        if let cached = locations[key] {
-            if cached.expires > now { return .success(cached.cars) }
-            locations[key] = nil
-        }
+        if let cars = locations.value(for: key, now: now) { return .success(cars) }
         if let inFlight = listing[key] { return await inFlight.value }
         let task = Task { await loader() }
         listing[key] = task
         stats.listings += 1
         let result = await task.value
         listing[key] = nil
-        if case .success(let cars) = result, settings.locationCacheTTL > .zero, settings.locationCacheEntries > 0 {
-            if locations.updateValue((cars, ContinuousClock.now + settings.locationCacheTTL), forKey: key) == nil {
-                locationOrder.append(key)
-            }
-            while locations.count > settings.locationCacheEntries, locationHead < locationOrder.count {
-                locations[locationOrder[locationHead]] = nil
-                locationHead += 1
-            }
-            if locationHead > 1024, locationHead * 2 > locationOrder.count {
-                locationOrder.removeFirst(locationHead)
-                locationHead = 0
-            }
-        }
+        if case .success(let cars) = result { locations.insert(cars, for: key, now: .now) }
         return result
     }
 
@@ -647,27 +626,13 @@ actor BlockSourceState {
     }
 
     func isKnownMissing(_ mh: Multihash, now: ContinuousClock.Instant) -> Bool {
-        guard let expires = missing[mh] else { return false }
-        if expires <= now {
-            missing[mh] = nil
-            return false
-        }
+        guard missing.value(for: mh, now: now) != nil else { return false }
         stats.negativeCacheHits += 1
         return true
     }
 
     func recordMissing(_ mh: Multihash, now: ContinuousClock.Instant) {
-        guard settings.negativeCacheEntries > 0, settings.negativeCacheTTL > .zero else { return }
-        if missing.updateValue(now + settings.negativeCacheTTL, forKey: mh) == nil { missingOrder.append(mh) }
-        // Drop the oldest insertions beyond the bound (an entry may have expired or been re-added already).
-        while missing.count > settings.negativeCacheEntries, missingHead < missingOrder.count {
-            missing[missingOrder[missingHead]] = nil
-            missingHead += 1
-        }
-        if missingHead > 1024, missingHead * 2 > missingOrder.count {
-            missingOrder.removeFirst(missingHead)
-            missingHead = 0
-        }
+        missing.insert((), for: mh, now: now)
     }
 
     func scope(of peer: String, now: ContinuousClock.Instant) -> [CID] {

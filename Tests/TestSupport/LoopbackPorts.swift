@@ -52,21 +52,49 @@ extension LoopbackPorts {
 
     /// Whether a TCP socket can bind 127.0.0.1:`port` right now.
     public static func isFree(_ port: UInt16) -> Bool {
+        withSocket(port: port) { fd, address in
+            withUnsafePointer(to: address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            } == 0
+        } ?? false
+    }
+
+    /// Connects to 127.0.0.1:`port`, sends `request`, and returns the first bytes of the answer (up to
+    /// `maxReply`), or nil when nothing accepts or answers within about a second. For readiness probes.
+    public static func exchange(port: UInt16, request: [UInt8], maxReply: Int = 64) -> [UInt8]? {
+        withSocket(port: port) { fd, address -> [UInt8]? in
+            var timeout = timeval(tv_sec: 1, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let connected = withUnsafePointer(to: address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard connected == 0 else { return nil }
+            let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            guard sent == request.count else { return nil }
+            var reply = [UInt8](repeating: 0, count: maxReply)
+            let count = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            return count > 0 ? Array(reply[0..<count]) : nil
+        } ?? nil
+    }
+
+    /// A fresh TCP socket and the address 127.0.0.1:`port`, closed after `body`; nil if no socket.
+    private static func withSocket<T>(port: UInt16, _ body: (Int32, sockaddr_in) -> T) -> T? {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
         let fd = socket(AF_INET, SOCK_STREAM, 0)
         #endif
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        return bound == 0
+        return body(fd, address)
     }
 }

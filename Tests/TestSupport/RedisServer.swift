@@ -96,31 +96,10 @@ public final class RedisServer {
     /// One blocking PING over a fresh socket with a 1 s receive timeout. `-NOAUTH` counts as an answer:
     /// a password-protected server is up, it just wants AUTH first.
     private static func answersPing(port: UInt16) -> Bool {
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
+        guard let reply = LoopbackPorts.exchange(port: port, request: Array("*1\r\n$4\r\nPING\r\n".utf8)) else {
+            return false
         }
-        guard connected == 0 else { return false }
-        let ping = Array("*1\r\n$4\r\nPING\r\n".utf8)
-        guard write(fd, ping, ping.count) == ping.count else { return false }
-        var reply = [UInt8](repeating: 0, count: 64)
-        let count = read(fd, &reply, reply.count)
-        guard count > 0 else { return false }
-        let text = String(decoding: reply[0..<count], as: UTF8.self)
+        let text = String(decoding: reply, as: UTF8.self)
         return text.hasPrefix("+PONG") || text.hasPrefix("-NOAUTH")
     }
 }

@@ -126,33 +126,11 @@ public final class SeaweedFS {
     /// True if 127.0.0.1:`port` accepts a connection and answers an HTTP request with a status line (an
     /// anonymous request gets 403 from an S3 port with auth on: that is an answer).
     static func answersHTTP(port: UInt16) -> Bool {
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else { return false }
         let request = Array("GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n".utf8)
-        let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        guard sent == request.count else { return false }
-        var buffer = [UInt8](repeating: 0, count: 16)
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        guard n >= 8 else { return false }
-        return buffer[0..<8] == ArraySlice("HTTP/1.1".utf8) || buffer[0..<8] == ArraySlice("HTTP/1.0".utf8)
+        guard let reply = LoopbackPorts.exchange(port: port, request: request, maxReply: 16), reply.count >= 8 else {
+            return false
+        }
+        return reply[0..<8] == ArraySlice("HTTP/1.1".utf8) || reply[0..<8] == ArraySlice("HTTP/1.0".utf8)
     }
 
     static func randomHex(_ bytes: Int) -> String {
