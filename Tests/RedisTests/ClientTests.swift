@@ -233,7 +233,9 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
         try await withClient(server, configure: { $0.poolSize = 1 }) { client throws in
             let connection = try await client.connection()
             let replies = await withTaskGroup(of: Result<RedisValue, RedisError>.self) { group in
-                group.addTask { await capture { () async throws(RedisError) -> RedisValue in try await connection.send(["BLPOP", "empty", 5], timeout: .milliseconds(200)) } }
+                group.addTask { await capture { () async throws(RedisError) -> RedisValue in try await connection.send(["BLPOP", "empty", 10], timeout: .seconds(2)) } }
+                // The PING must be queued behind the BLPOP before the BLPOP times out: 20 ms against a 2 s timeout
+                // leaves room for a loaded machine.
                 try? await Task.sleep(for: .milliseconds(20))
                 group.addTask { await capture { () async throws(RedisError) -> RedisValue in try await connection.send(["PING"], timeout: .seconds(10)) } }
                 return await group.reduce(into: []) { $0.append($1) }
@@ -243,7 +245,7 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
                 return nil
             }
             #expect(failures.count == 2)
-            #expect(failures.contains(.timeout(command: "BLPOP", after: .milliseconds(200))))
+            #expect(failures.contains(.timeout(command: "BLPOP", after: .seconds(2))))
             #expect(failures.contains { if case .connectionClosed(let why) = $0 { why.contains("BLPOP") } else { false } })
             #expect(!connection.isActive)
             #expect(try await client.send(["PING"]) == .simpleString("PONG"))

@@ -56,18 +56,19 @@ func pttl(_ client: RedisClient, _ key: String) async throws -> Int64 {
             let key = "t:peer:{\(Self.peer)}:cars"
             try await scopes.add([try cid("x")], to: Self.peer, limit: 8)
             let afterAdd = try await pttl(client, key)
-            #expect(afterAdd > 290_000 && afterAdd <= 300_000, "PTTL after add: \(afterAdd)")
+            #expect(afterAdd > 100_000 && afterAdd <= 300_000, "PTTL after add: \(afterAdd)")
 
-            // Shorten it behind the scope's back; reading must set it back to the full TTL.
+            // Shorten it to 5 s behind the scope's back; reading must set it back to the full 300 s (the bounds
+            // tell the two apart with room for a loaded machine).
             #expect(try await client.send(["PEXPIRE", RedisArgument(key), 5_000]) == .integer(1))
             _ = try await scopes.cars(of: Self.peer, limit: 8)
             let afterRead = try await pttl(client, key)
-            #expect(afterRead > 290_000 && afterRead <= 300_000, "PTTL after read: \(afterRead)")
+            #expect(afterRead > 100_000 && afterRead <= 300_000, "PTTL after read: \(afterRead)")
 
             #expect(try await client.send(["PEXPIRE", RedisArgument(key), 5_000]) == .integer(1))
             try await scopes.add([try cid("y")], to: Self.peer, limit: 8)
             let afterSecondAdd = try await pttl(client, key)
-            #expect(afterSecondAdd > 290_000, "PTTL after second add: \(afterSecondAdd)")
+            #expect(afterSecondAdd > 100_000, "PTTL after second add: \(afterSecondAdd)")
 
             // An expired scope is empty.
             let short = RedisPeerScopes(client: client, keyPrefix: "s:", ttl: .milliseconds(50))
@@ -95,6 +96,7 @@ func pttl(_ client: RedisClient, _ key: String) async throws -> Int64 {
             let car = try cid("car")
             #expect(try await cache.index(of: car) == nil)
             let value = pseudoRandomBytes(count: 100_000, seed: 9) + [0, 0, 13, 10]
+            let stored = ContinuousClock.now
             try await cache.store(value, for: car)
             #expect(try await cache.index(of: car) == value)
             #expect(try await cache.index(of: try cid("other car")) == nil)
@@ -103,7 +105,11 @@ func pttl(_ client: RedisClient, _ key: String) async throws -> Int64 {
             #expect(cache.key(for: car) == key)
             #expect(try await client.send(["STRLEN", RedisArgument(key)]) == .integer(Int64(value.count)))
             let ttl = try await pttl(client, key)
-            #expect(ttl > 3_590_000 && ttl <= 3_600_000, "PTTL: \(ttl)")
+            // The TTL counts down from 1 h from the moment of the store: allow for the time since (a loaded CI
+            // machine has taken over 10 s between these lines).
+            let since = (ContinuousClock.now - stored).components
+            let elapsedMs = Int(since.seconds) * 1000 + Int(since.attoseconds / 1_000_000_000_000_000) + 1
+            #expect(ttl > 3_600_000 - elapsedMs && ttl <= 3_600_000, "PTTL: \(ttl) after \(elapsedMs) ms")
 
             // Storing again (another instance loaded the same index) overwrites and refreshes.
             try await cache.store([1, 2, 3], for: car)
