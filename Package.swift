@@ -87,10 +87,21 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // `edgeswap load`: Bitswap clients (a sans-IO fetch session and its driver) for load tests.
+        .target(
+            name: "EdgeswapLoad",
+            dependencies: [
+                "Multiformats", "Bitswap", "UnixFS", "Libp2p",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "edgeswap",
             dependencies: [
-                "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore",
+                "EdgeswapServer", "EdgeswapLoad", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -137,7 +148,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
-            "EdgeswapServer", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage", "Bitswap", "BlockStore",
+            "EdgeswapServer", "EdgeswapLoad", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage", "Bitswap", "BlockStore",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ],
