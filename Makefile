@@ -8,7 +8,7 @@ STORE_DIR    := Fixtures/store
 RUN_LISTEN   ?= /ip4/127.0.0.1/tcp/4001/ws
 RUN_KEY      ?= .tmp/dev.key
 
-.PHONY: help build release deps test fixtures bench run clean
+.PHONY: help build release deps test fixtures bench loadtest run clean
 
 help:
 	@echo "make build     debug build of every target"
@@ -16,6 +16,7 @@ help:
 	@echo "make fixtures  generate the deterministic fixture CARs into $(FIXTURES_DIR)"
 	@echo "make run       build, ingest the fixtures into $(STORE_DIR) and serve them on loopback"
 	@echo "make bench     release build, then the benchmarks (figures on stdout)"
+	@echo "make loadtest  edgeswap vs kubo serving cost under \`edgeswap load\` (Loadtest/README.md)"
 
 build:
 	$(SWIFT) build $(BUILD_FLAGS)
@@ -39,6 +40,11 @@ test: deps
 # `make bench AREAS="car noise"` runs a subset.
 bench: release
 	$(RELEASE_DIR)/edgeswap-bench $(AREAS)
+
+# Bitswap serving cost, edgeswap vs kubo v0.22, 1 and 16 clients; runs in its own loopback-only namespace.
+# `make loadtest CLIENTS="1 16" ROUNDS_1=20 ROUNDS_N=3` (see Loadtest/README.md).
+loadtest: deps
+	bash Loadtest/compare-kubo.sh
 
 # Generates the fixtures (once), ingests them into a local store (idempotent), makes a development key (once)
 # and serves the store on loopback; `--print-roots` prints the dial address, the roots by name and the kubo

@@ -113,11 +113,22 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // `edgeswap load`: Bitswap clients (a sans-IO fetch session and its driver) for load tests.
+        .target(
+            name: "EdgeswapLoad",
+            dependencies: [
+                "Multiformats", "Bitswap", "UnixFS", "Libp2p",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "edgeswap",
             dependencies: [
-                "EdgeswapServer", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore", "Bitswap",
-                "Redis",
+                "EdgeswapServer", "EdgeswapLoad", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore",
+                "Bitswap", "Redis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -176,7 +187,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
-            "EdgeswapServer", "EdgeswapTestSupport", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage", "Bitswap", "BlockStore",
+            "EdgeswapServer", "EdgeswapLoad", "EdgeswapTestSupport", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
+            "Bitswap", "BlockStore",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ],

@@ -13,7 +13,7 @@ struct Edgeswap: AsyncParsableCommand {
             """,
         subcommands: [
             ServeCommand.self, IngestCommand.self, IndexCommand.self, InspectCommand.self, KeyCommand.self,
-            FixturesCommand.self,
+            FixturesCommand.self, LoadCommand.self,
         ]
     )
 }
