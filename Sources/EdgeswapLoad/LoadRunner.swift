@@ -10,7 +10,8 @@ import NIOPosix
 public struct LoadConfiguration: Sendable {
     /// The server (`/…/tcp/P/ws` or `/wss`, optionally ending in `/p2p/<id>`, which the Noise handshake checks).
     public var target: Multiaddr
-    /// Concurrent clients; each has its own connection and its own fresh Ed25519 identity.
+    /// Concurrent clients; each has its own connection and (unless `identity` is set) its own fresh Ed25519
+    /// identity.
     public var clients: Int
     /// The CIDs every client fetches each round: DAG roots, or with ``BitswapFetchSession/Configuration/traverse``
     /// off a replayed wantlist.
@@ -29,11 +30,14 @@ public struct LoadConfiguration: Sendable {
     public var trustRootsFile: String?
     /// The Bitswap protocol the want stream proposes.
     public var protocolID: String
+    /// The identity every client uses; nil gives each client a fresh Ed25519 key. A fixed identity lets a
+    /// run continue what an earlier run of the same peer started (its scope on the server).
+    public var identity: PrivateKey?
 
     public init(target: Multiaddr, clients: Int, cids: [CID], session: BitswapFetchSession.Configuration = .init(),
                 rounds: Int? = 1, duration: Duration? = nil, roundTimeout: Duration = .seconds(60),
                 connectTimeout: Duration = .seconds(20), trustRootsFile: String? = nil,
-                protocolID: String = "/ipfs/bitswap/1.2.0") {
+                protocolID: String = "/ipfs/bitswap/1.2.0", identity: PrivateKey? = nil) {
         self.target = target
         self.clients = clients
         self.cids = cids
@@ -44,6 +48,7 @@ public struct LoadConfiguration: Sendable {
         self.connectTimeout = connectTimeout
         self.trustRootsFile = trustRootsFile
         self.protocolID = protocolID
+        self.identity = identity
     }
 }
 
@@ -275,7 +280,7 @@ final class LoadClient: Sendable {
         self.sink = sink
     }
 
-    /// Makes a host with a fresh Ed25519 identity that reads Bitswap messages from the streams the server
+    /// Makes a host with the configured identity (or a fresh Ed25519 one) that reads Bitswap messages from the streams the server
     /// opens (a server "answers on a stream it opens itself"), and dials the target.
     static func connect(index: Int, configuration: LoadConfiguration, dialTLS: WebSocketClientTLS?,
                         group: any EventLoopGroup, logger: Logger) async -> Result<LoadClient, ClientFailure> {
@@ -285,7 +290,8 @@ final class LoadClient: Sendable {
         let host: Libp2pHost
         do {
             host = try Libp2pHost(configuration: Libp2pHostConfiguration(
-                identity: .generateEd25519(), dialTLS: dialTLS, logger: hostLogger), group: group)
+                identity: configuration.identity ?? .generateEd25519(), dialTLS: dialTLS, logger: hostLogger),
+                group: group)
         } catch {
             return .failure(ClientFailure(description: "client \(index): cannot make host: \(error)"))
         }

@@ -51,6 +51,11 @@ struct LoadCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-cancel"), help: "Do not send a CANCEL after each block (kubo does).")
     var noCancel = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Private key file (as `edgeswap key new` writes) for every client, instead of a fresh Ed25519 key each.",
+        discussion: "With a fixed identity a run continues what an earlier run of the same peer started: the server (any instance sharing its Redis) remembers the CARs that peer's roots resolved to."))
+    var key: String?
+
     @Flag(name: .long, help: "Print one JSON object instead of the text summary.")
     var json = false
 
@@ -114,7 +119,8 @@ struct LoadCommand: AsyncParsableCommand {
             target: try Multiaddr(target), clients: clients, cids: cids, session: session,
             rounds: rounds ?? (duration == nil ? 1 : nil),
             duration: duration.map { .nanoseconds(Int64($0 * 1e9)) },
-            roundTimeout: .nanoseconds(Int64(roundTimeout * 1e9)), trustRootsFile: caFile)
+            roundTimeout: .nanoseconds(Int64(roundTimeout * 1e9)), trustRootsFile: caFile,
+            identity: try key.map { try PrivateKey(contentsOfFile: $0) })
         let report = try await LoadRunner.run(configuration)
         if json {
             writeStandardOutput(report.json())
