@@ -8,7 +8,7 @@ STORE_DIR    := Fixtures/store
 RUN_LISTEN   ?= /ip4/127.0.0.1/tcp/4001/ws
 RUN_KEY      ?= .tmp/dev.key
 
-.PHONY: help build release deps test fixtures bench loadtest run clean
+.PHONY: help build release deps test fixtures bench loadtest bench-storage run clean
 
 help:
 	@echo "make build     debug build of every target"
@@ -17,6 +17,7 @@ help:
 	@echo "make run       build, ingest the fixtures into $(STORE_DIR) and serve them on loopback"
 	@echo "make bench     release build, then the benchmarks (figures on stdout)"
 	@echo "make loadtest  edgeswap vs kubo serving cost under \`edgeswap load\` (Loadtest/README.md)"
+	@echo "make bench-storage  cold/warm fetch of a 64 MiB DAG through SeaweedFS + Redis (Loadtest/README.md)"
 
 build:
 	$(SWIFT) build $(BUILD_FLAGS)
@@ -45,6 +46,11 @@ bench: release
 # `make loadtest CLIENTS="1 16" ROUNDS_1=20 ROUNDS_N=3` (see Loadtest/README.md).
 loadtest: deps
 	bash Loadtest/compare-kubo.sh
+
+# The S3 + Redis path: S3 requests, GETs, listings, Redis commands, p50/p99 and MB/s per DAG, cold and warm;
+# SeaweedFS and redis-server in its own loopback-only namespace. `make bench-storage MIB=64 WINDOW=64`.
+bench-storage: deps
+	bash Loadtest/storage-bench.sh
 
 # Generates the fixtures (once), ingests them into a local store (idempotent), makes a development key (once)
 # and serves the store on loopback; `--print-roots` prints the dial address, the roots by name and the kubo
