@@ -9,7 +9,7 @@
 # Writes OUT_DIR/perf.data (perf report -i ...) and OUT_DIR/top.txt (the costliest functions, self and
 # inclusive, demangled). Runs in a loopback-only namespace; stops only
 # the server and perf it started, by PID. Environment: CLIENTS (16), ROUNDS (3), ROOT_CID (the 20 MiB fixture),
-# SKIP_BUILD=1.
+# SKIP_BUILD=1, CALL_GRAPH (fp, or dwarf for exact callers of leaf functions such as memmove).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ "${EDGESWAP_IN_NETNS:-}" != 1 ]; then
@@ -48,7 +48,7 @@ ADDR=$(awk '/^listening /{print $2; exit}' "$WORK/serve.out")
 [ -n "$ADDR" ] || { echo "server did not start" >&2; tail "$OUT/serve.err" >&2; exit 1; }
 # Warm the index cache, then sample only the measured load.
 "$BIN" load "$ADDR" --root "$ROOT_CID" --json >/dev/null
-perf record -e cpu-clock -F 1999 -g -p "$SERVE_PID" -o "$OUT/perf.data" 2>"$OUT/perf-record.err" &
+perf record -e cpu-clock -F 1999 --call-graph "${CALL_GRAPH:-fp}" -p "$SERVE_PID" -o "$OUT/perf.data" 2>"$OUT/perf-record.err" &
 PERF_PID=$!
 sleep 1
 timeout -k 5 600 "$BIN" load "$ADDR" --root "$ROOT_CID" --clients "$CLIENTS" --rounds "$ROUNDS" --json | tee "$OUT/load.json"
