@@ -135,20 +135,22 @@ start_serve() {
 metric() { curl -s "$ADMIN/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 redis_calls() { redis-cli -p "$RP" info commandstats | awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" {n += $3} END {print n + 0}'; }
 
-printf '%-11s %7s %7s %9s %9s %9s %8s %9s %9s %8s\n' run blocks s3_reqs block_gets index_gets listings redis_cmds p50_ms p99_ms MB/s
+printf '%-11s %7s %7s %9s %9s %9s %9s %8s %9s %9s %8s\n' run blocks s3_reqs block_gets index_load from_redis listings redis_cmds p50_ms p99_ms MB/s
 run() {  # NAME
     local name=$1
-    local s3a ba ia la ra s3b bb ib lb rb
+    local s3a ba ia la ra ha s3b bb ib lb rb hb
+    ha=$(metric edgeswap_store_shared_index_hits_total)
     s3a=$(metric edgeswap_s3_requests_total); ba=$(metric edgeswap_store_block_reads_total)
     ia=$(metric edgeswap_store_index_loads_total); la=$(metric edgeswap_store_listings_total); ra=$(redis_calls)
     "$BIN" load "$ADDR" --root "$ROOT_CID" --window "$WINDOW" --json >"$WORK/$name.json" 2>"$WORK/$name.err"
     s3b=$(metric edgeswap_s3_requests_total); bb=$(metric edgeswap_store_block_reads_total)
     ib=$(metric edgeswap_store_index_loads_total); lb=$(metric edgeswap_store_listings_total); rb=$(redis_calls)
-    python3 - "$WORK/$name.json" "$name" $((s3b - s3a)) $((bb - ba)) $((ib - ia)) $((lb - la)) $((rb - ra)) <<'PY'
+    hb=$(metric edgeswap_store_shared_index_hits_total)
+    python3 - "$WORK/$name.json" "$name" $((s3b - s3a)) $((bb - ba)) $((ib - ia)) $((hb - ha)) $((lb - la)) $((rb - ra)) <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-name, s3, gets, idx, lists, redis = sys.argv[2], *map(int, sys.argv[3:])
-print(f"{name:<11} {r['blocks']:>7} {s3:>7} {gets:>9} {idx:>9} {lists:>9} {redis:>8} "
+name, s3, gets, idx, hits, lists, redis = sys.argv[2], *map(int, sys.argv[3:])
+print(f"{name:<11} {r['blocks']:>7} {s3:>7} {gets:>9} {idx:>9} {hits:>9} {lists:>9} {redis:>8} "
       f"{r['latency_p50_ms'] or 0:>9.2f} {r['latency_p99_ms'] or 0:>9.2f} {r['mb_per_s']:>8.1f}"
       + (f"   errors={r['errors']}" if r['errors'] else ""))
 PY
