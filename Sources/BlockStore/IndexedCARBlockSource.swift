@@ -112,7 +112,6 @@ public final class IndexedCARBlockSource: Sendable {
     public let sharedIndexes: (any SharedIndexCache)?
     private let state: BlockSourceState
     private let logger: Logger
-    private let allocator = ByteBufferAllocator()
 
     public init(buckets: StoreBuckets, settings: IndexedCARBlockSourceSettings = IndexedCARBlockSourceSettings(),
                 sharedScopes: (any SharedPeerScopes)? = nil, sharedIndexes: (any SharedIndexCache)? = nil,
@@ -437,9 +436,9 @@ public final class IndexedCARBlockSource: Sendable {
 
     /// Reads one run and answers each of its wants.
     private func read(_ run: Run, in entry: CAREntry, maxBlockSize: Int) async -> [(Int, BlockLookup)] {
-        let bytes: [UInt8]
+        let bytes: ByteBuffer
         do throws(BucketError) {
-            bytes = try await buckets.carpark.get(
+            bytes = try await buckets.carpark.getBuffer(
                 StoreLayout.carKey(entry.car),
                 range: (entry.payloadStart + run.start)...(entry.payloadStart + run.end - 1))
         } catch {
@@ -449,10 +448,11 @@ public final class IndexedCARBlockSource: Sendable {
             }
             return run.wants.map { ($0.result, .unavailable(error)) }
         }
-        await state.countRead(bytes: UInt64(bytes.count))
-        return bytes.withUnsafeBytes { raw in
+        await state.countRead(bytes: UInt64(bytes.readableBytes))
+        return bytes.withUnsafeReadableBytes { raw in
             run.wants.map { want in
-                let answer = section(at: Int(want.offset - run.start), in: raw, want: want, maxBlockSize: maxBlockSize)
+                let answer = section(at: Int(want.offset - run.start), in: raw, of: bytes, want: want,
+                                     maxBlockSize: maxBlockSize)
                 if case .corrupt = answer {
                     logger.error("block does not match its CID; not served",
                                  metadata: ["car": "\(entry.car)", "offset": "\(want.offset)",
@@ -463,9 +463,10 @@ public final class IndexedCARBlockSource: Sendable {
         }
     }
 
-    /// Parses the section at `local` in `raw`, checks it is the wanted block and verifies its bytes.
-    private func section(at local: Int, in raw: UnsafeRawBufferPointer, want: Want, maxBlockSize: Int)
-        -> BlockLookup
+    /// Parses the section at `local` in `raw` (the readable bytes of `buffer`), checks it is the wanted block
+    /// and verifies its bytes; the block is returned as a slice of `buffer` (no copy).
+    private func section(at local: Int, in raw: UnsafeRawBufferPointer, of buffer: ByteBuffer, want: Want,
+                         maxBlockSize: Int) -> BlockLookup
     {
         guard local < raw.count else { return .corrupt }
         let rest = UnsafeRawBufferPointer(rebasing: raw[local...])
@@ -489,9 +490,9 @@ public final class IndexedCARBlockSource: Sendable {
             // A hash function edgeswap cannot compute: the bytes cannot be checked, so they are not served.
             return .corrupt
         }
-        var buffer = allocator.buffer(capacity: block.count)
-        buffer.writeBytes(block)
-        return .block(buffer)
+        // The slice shares the run's storage: the run stays in memory until its last block is sent, which the
+        // engine's bound on looked-up bytes waiting to be sent (`maxBufferedBytes`) keeps in check.
+        return .block(buffer.getSlice(at: buffer.readerIndex + local + head.headerLength, length: block.count)!)
     }
 }
 

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// An object store with S3's semantics: flat keys (that may contain `/`), whole-object writes, ranged
 /// reads, and listing in key order. `FileSystemBucket` implements it on a directory; an S3 client will
 /// implement it on ListObjectsV2, GET with `Range`, HEAD and PUT, and callers will not tell them apart.
@@ -8,6 +10,10 @@ public protocol Bucket: Sendable {
     /// Bytes `range` of the object, as an HTTP `Range: bytes=a-b` GET: an upper bound past the end is cut at
     /// the end; a lower bound at or past the end is `.invalidRange` (S3 answers 416 InvalidRange).
     func get(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> [UInt8]
+
+    /// Bytes `range` as a `ByteBuffer`, with the semantics of `get(_:range:)`. The serving path reads CAR
+    /// bytes with this and hands slices of the buffer to the network without copying them again.
+    func getBuffer(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> ByteBuffer
 
     /// The object's size, or nil if there is no such key (S3 HEAD).
     func head(_ key: String) async throws(BucketError) -> UInt64?
@@ -28,6 +34,11 @@ public protocol Bucket: Sendable {
 }
 
 extension Bucket {
+    /// Default: `get(_:range:)`, copied once into a buffer.
+    public func getBuffer(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> ByteBuffer {
+        ByteBuffer(bytes: try await get(key, range: range))
+    }
+
     public func exists(_ key: String) async throws(BucketError) -> Bool {
         try await head(key) != nil
     }

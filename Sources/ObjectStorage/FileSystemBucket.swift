@@ -1,3 +1,4 @@
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -54,6 +55,26 @@ public struct FileSystemBucket: Bucket {
         let end = min(range.upperBound, size - 1)
         return try readFully(fd, offset: range.lowerBound, count: Int(end - range.lowerBound + 1), path: path)
     }
+
+    /// `pread` straight into the buffer: the serving path slices blocks out of it with no further copy.
+    public func getBuffer(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> ByteBuffer {
+        let path = try path(for: key)
+        let fd = try openForReading(path, key: key)
+        defer { close(fd) }
+        let size = try fileSize(fd, path: path)
+        guard range.lowerBound < size else { throw .invalidRange(key: key, range: range, size: size) }
+        let count = Int(min(range.upperBound, size - 1) - range.lowerBound + 1)
+        var buffer = Self.allocator.buffer(capacity: count)
+        var failure: BucketError?
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+            Self.preadFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<count]),
+                            offset: range.lowerBound, path: path, failure: &failure)
+        }
+        if let failure { throw failure }
+        return buffer
+    }
+
+    private static let allocator = ByteBufferAllocator()
 
     public func head(_ key: String) async throws(BucketError) -> UInt64? {
         let path = try path(for: key)
@@ -247,26 +268,34 @@ public struct FileSystemBucket: Bucket {
         // serving hot path) is wasted work. Only the bytes actually read count as initialized.
         var failure: BucketError?
         let out = [UInt8](unsafeUninitializedCapacity: count) { buffer, initializedCount in
-            var done = 0
-            while done < count {
-                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    let e = errno
-                    if e == EINTR { continue }
-                    failure = Self.ioError("pread", path, e)
-                    break
-                }
-                // The file shrank under us: an object is replaced by rename, so this is a foreign writer.
-                if n == 0 {
-                    failure = .io(operation: "pread", path: path, errno: 0, message: "file ended early")
-                    break
-                }
-                done += n
-            }
-            initializedCount = done
+            initializedCount = Self.preadFully(fd, into: UnsafeMutableRawBufferPointer(buffer), offset: offset,
+                                               path: path, failure: &failure)
         }
         if let failure { throw failure }
         return out
+    }
+
+    /// Fills `destination` from `offset` of `fd` (retrying short reads and EINTR); returns the bytes read,
+    /// which are fewer only when `failure` is set.
+    private static func preadFully(_ fd: Int32, into destination: UnsafeMutableRawBufferPointer, offset: UInt64,
+                                   path: String, failure: inout BucketError?) -> Int {
+        var done = 0
+        while done < destination.count {
+            let n = pread(fd, destination.baseAddress! + done, destination.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                let e = errno
+                if e == EINTR { continue }
+                failure = ioError("pread", path, e)
+                break
+            }
+            // The file shrank under us: an object is replaced by rename, so this is a foreign writer.
+            if n == 0 {
+                failure = .io(operation: "pread", path: path, errno: 0, message: "file ended early")
+                break
+            }
+            done += n
+        }
+        return done
     }
 
     private func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(BucketError) {

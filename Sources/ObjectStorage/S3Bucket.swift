@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 
 #if canImport(Glibc)
@@ -36,19 +37,24 @@ public struct S3Bucket: Bucket {
     }
 
     public func get(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> [UInt8] {
+        Array(try await getBuffer(key, range: range).readableBytesView)
+    }
+
+    public func getBuffer(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> ByteBuffer {
         try Self.validateKey(key)
         // RFC 9110 14.1.2: "bytes=first-last", both inclusive; a last past the end is cut at the end.
         let response = try await client.perform(
             .init(method: .GET, bucket: name, key: key, headers: [("range", "bytes=\(range.lowerBound)-\(range.upperBound)")]))
         switch response.status {
         case 206:
-            return response.body
+            return response.buffer
         case 200:
             // A server that ignores Range sends the whole object: cut the range out of it.
-            let size = UInt64(response.body.count)
+            let size = UInt64(response.buffer.readableBytes)
             guard range.lowerBound < size else { throw .invalidRange(key: key, range: range, size: size) }
             let end = min(range.upperBound, size - 1)
-            return Array(response.body[Int(range.lowerBound)...Int(end)])
+            return response.buffer.getSlice(at: response.buffer.readerIndex + Int(range.lowerBound),
+                                            length: Int(end - range.lowerBound + 1))!
         case 416:
             // RFC 9110 15.5.17: a 416 "SHOULD" carry "Content-Range: bytes */<complete-length>"; else ask HEAD.
             if let size = Self.completeLength(response.headers.first(name: "content-range")) {

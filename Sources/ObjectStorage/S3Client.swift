@@ -53,6 +53,8 @@ public final class S3Client: Sendable {
     }
 
     /// A bucket on this client (the configuration's bucket when `name` is nil).
+    private static let allocator = ByteBufferAllocator()
+
     public func bucket(_ name: String? = nil) -> S3Bucket {
         S3Bucket(client: self, name: name ?? configuration.bucket)
     }
@@ -83,7 +85,10 @@ public final class S3Client: Sendable {
     struct Response {
         var status: Int
         var headers: HTTPHeaders
-        var body: [UInt8]
+        /// The body as received: block reads hand slices of it on without copying.
+        var buffer: ByteBuffer
+        /// The body as an array (a copy), for the small XML answers.
+        var body: [UInt8] { Array(buffer.readableBytesView) }
     }
 
     /// Sends `request`, retrying what may pass, and returns the first answer below 500 (4xx included:
@@ -157,26 +162,32 @@ public final class S3Client: Sendable {
             let response = try await httpClient.execute(http, timeout: Self.timeAmount(configuration.requestTimeout))
             let status = Int(response.status.code)
             // HEAD answers carry the object's Content-Length but no body.
-            if request.method == .HEAD { return Response(status: status, headers: response.headers, body: []) }
+            if request.method == .HEAD { return Response(status: status, headers: response.headers, buffer: ByteBuffer()) }
             let expected = response.headers.first(name: "content-length").flatMap { Int($0) }
             if let expected, expected > configuration.maxResponseBytes {
                 throw BucketError.service(status: status, code: "ResponseTooLarge",
                                           message: "\(expected) bytes is over the \(configuration.maxResponseBytes)-byte limit")
             }
-            // One allocation of the announced size; appends copy straight out of NIO's buffers.
-            var body: [UInt8] = []
-            body.reserveCapacity(expected ?? 0)
-            for try await chunk in response.body {
-                guard body.count + chunk.readableBytes <= configuration.maxResponseBytes else {
+            // One allocation of the announced size; appends copy straight out of NIO's buffers. A body that
+            // arrives in one chunk is kept as it is (no copy at all).
+            var body: ByteBuffer?
+            for try await var chunk in response.body {
+                guard (body?.readableBytes ?? 0) + chunk.readableBytes <= configuration.maxResponseBytes else {
                     throw BucketError.service(status: status, code: "ResponseTooLarge",
                                               message: "body over the \(configuration.maxResponseBytes)-byte limit")
                 }
-                chunk.withUnsafeReadableBytes { body.append(contentsOf: $0) }
+                if body == nil, chunk.readableBytes == expected {
+                    body = chunk
+                } else {
+                    if body == nil { body = Self.allocator.buffer(capacity: expected ?? chunk.readableBytes) }
+                    body!.writeBuffer(&chunk)
+                }
             }
-            if let expected, expected != body.count {
-                throw BucketError.transport("\(endpoint): body ended after \(body.count) of \(expected) bytes")
+            let received = body ?? ByteBuffer()
+            if let expected, expected != received.readableBytes {
+                throw BucketError.transport("\(endpoint): body ended after \(received.readableBytes) of \(expected) bytes")
             }
-            return Response(status: status, headers: response.headers, body: body)
+            return Response(status: status, headers: response.headers, buffer: received)
         } catch let error as BucketError {
             throw error
         } catch {

@@ -1,5 +1,6 @@
 import EdgeswapTestSupport
 import Foundation
+import NIOCore
 import Testing
 @testable import ObjectStorage
 
@@ -141,6 +142,24 @@ func pattern(_ count: Int, seed: Int = 0) -> [UInt8] {
                 try await bucket.get("k", range: 9000...9999)
             }
             await #expect(throws: BucketError.noSuchKey("missing")) { try await bucket.get("missing", range: 0...1) }
+        }
+    }
+
+    /// `getBuffer` (the serving path's read) answers exactly what `get(_:range:)` answers.
+    @Test(arguments: BucketKind.allCases)
+    func rangedGetsIntoBuffers(_ kind: BucketKind) async throws {
+        try await withBucket(kind) { bucket in
+            let body = pattern(300_000, seed: 6)
+            try await bucket.put("k", bytes: body)
+            for range: ClosedRange<UInt64> in [0...0, 100...199, 4990...4999, 299_990...1_000_000, 0...299_999] {
+                let buffer = try await bucket.getBuffer("k", range: range)
+                let expected = try await bucket.get("k", range: range)
+                #expect(Array(buffer.readableBytesView) == expected, "\(range)")
+            }
+            await #expect(throws: BucketError.invalidRange(key: "k", range: 300_000...300_001, size: 300_000)) {
+                try await bucket.getBuffer("k", range: 300_000...300_001)
+            }
+            await #expect(throws: BucketError.noSuchKey("missing")) { try await bucket.getBuffer("missing", range: 0...1) }
         }
     }
 
