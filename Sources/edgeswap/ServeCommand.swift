@@ -45,6 +45,9 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Shared state (Redis)")
     var redisOptions: RedisOptions
 
+    @OptionGroup(title: "Bitswap and block lookups")
+    var servingOptions: ServingOptions
+
     @Option(name: .long, help: "Private key file (libp2p PrivateKey protobuf). Default: $EDGESWAP_PRIVATE_KEY, then $PEER_ID_JSON.")
     var key: String?
 
@@ -121,6 +124,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
         }
         try self.redisOptions.validateRedis()
+        try self.servingOptions.validateServing()
         for text in self.listen + self.announce {
             do {
                 _ = try WebSocketMultiaddr(try Multiaddr(text))
@@ -213,11 +217,7 @@ struct ServeCommand: AsyncParsableCommand {
         let host = try Libp2pHost(configuration: configuration)
         let store = try await self.storeOptions.open(create: false)
         let redis = try self.redisOptions.makeClient()
-        var settings = IndexedCARBlockSourceSettings()
-        if store.client != nil {
-            // A round trip to S3 costs far more than reading a few hundred KiB extra in the same GET.
-            settings.coalesceGap = 512 << 10
-        }
+        var settings = self.servingOptions.source(remote: store.client != nil)
         settings.peerScopeTTL = .milliseconds(Int64(self.redisOptions.scopeTTL * 1000))
         let source = IndexedCARBlockSource(
             buckets: store.buckets, settings: settings,
@@ -226,7 +226,8 @@ struct ServeCommand: AsyncParsableCommand {
             sharedIndexes: redis.map { RedisIndexCache(client: $0, keyPrefix: self.redisOptions.redisPrefix,
                                                        ttl: .milliseconds(Int64(self.redisOptions.indexTTL * 1000))) },
             logger: Logger(label: "edgeswap.blockstore"))
-        let service = BitswapService(source: source, logger: Logger(label: "edgeswap.bitswap"))
+        let service = BitswapService(source: source, configuration: self.servingOptions.engine,
+                                     logger: Logger(label: "edgeswap.bitswap"))
         service.register(on: host)
         let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
         let addresses: [Multiaddr]
