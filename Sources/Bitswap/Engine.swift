@@ -89,11 +89,12 @@ public struct BitswapEngine: Sendable {
         public init() {}
     }
 
-    /// Wants are keyed by codec + multihash, so a cancel for the v1 form of a v0 CID matches.
+    /// Wants are keyed by the CID exactly as sent (boxo's wantlist is keyed by `cid.Cid`, which compares
+    /// bytes), so the v0 and the v1 dag-pb form of one multihash are two wants, each answered with the CID the
+    /// peer used ("CIDs echoed byte for byte as asked"), and a cancel names the form it cancels.
     struct WantKey: Hashable, Sendable {
-        var codec: UInt64
-        var multihash: Multihash
-        init(_ cid: CID) { codec = cid.codec; multihash = cid.multihash }
+        var cid: CID
+        init(_ cid: CID) { self.cid = cid }
     }
 
     enum WantState: Sendable, Equatable { case queued, inFlight(UInt64), ready }

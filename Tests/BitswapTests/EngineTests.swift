@@ -214,6 +214,25 @@ struct EngineTests {
         #expect(h.sent[1].payload[0].prefix == hex("00 70 12 20"))
     }
 
+    @Test func v0AndV1OfOneMultihashAreTwoWantsEachEchoedAsSent() throws {
+        var source = MemoryBlockSource()
+        let raw = try source.add(large)
+        let v0 = try CID(v0: raw.multihash)
+        let v1 = CID(codec: Multicodec.dagPB, multihash: raw.multihash)
+        var h = Harness(source: source)
+        try h.receive([.init(cid: v0, priority: 2, wantType: .have), .init(cid: v1, priority: 1, wantType: .have)])
+        try h.drain()
+        let echoed = h.sent.flatMap(\.blockPresences).map(\.cid.bytes)
+        #expect(echoed.count == 2)
+        #expect(Set(echoed) == Set([v0.bytes, v1.bytes]))
+        // Want-blocks for both forms: the block twice, each with the prefix of the CID it answers.
+        let before = h.sent.count
+        try h.receive([.init(cid: v1, priority: 1, wantType: .block), .init(cid: v0, priority: 1, wantType: .block)])
+        try h.drain()
+        let prefixes = h.sent[before...].flatMap(\.payload).map(\.prefix)
+        #expect(Set(prefixes) == Set([hex("00 70 12 20"), hex("01 70 12 20")]), "\(prefixes)")
+    }
+
     @Test func packingHonoursTargetAndHardCap() throws {
         var source = MemoryBlockSource()
         var cids: [CID] = []
