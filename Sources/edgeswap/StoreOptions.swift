@@ -12,7 +12,7 @@ struct StoreOptions: ParsableArguments {
 
     @Option(name: .customLong("s3-endpoint"), help: ArgumentHelp(
         "S3-compatible endpoint, http[s]://HOST[:PORT] (AWS: https://s3.REGION.amazonaws.com).",
-        discussion: "Credentials: $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, optional $AWS_SESSION_TOKEN; region: --s3-region, else $AWS_REGION, else us-east-1. Requests are signed with SigV4."))
+        discussion: "Credentials: --s3-access-key-id and --s3-secret-access-key, else $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY (and optional $AWS_SESSION_TOKEN); region: --s3-region, else $AWS_REGION, else us-east-1. Requests are signed with SigV4."))
     var s3Endpoint: String?
 
     @Option(name: .long, help: "Bucket holding all four key spaces (each can be moved with the options below).")
@@ -32,6 +32,14 @@ struct StoreOptions: ParsableArguments {
 
     @Option(name: .customLong("s3-region"), help: "SigV4 region. Default: $AWS_REGION, else us-east-1.")
     var s3Region: String?
+
+    @Option(name: .customLong("s3-access-key-id"), help: ArgumentHelp(
+        "Access key id, instead of $AWS_ACCESS_KEY_ID.",
+        discussion: "Command lines are visible to other users of the machine: prefer the environment variables for the secret."))
+    var s3AccessKeyID: String?
+
+    @Option(name: .customLong("s3-secret-access-key"), help: "Secret access key, instead of $AWS_SECRET_ACCESS_KEY (see above).")
+    var s3SecretAccessKey: String?
 
     @Flag(name: .customLong("s3-virtual-host"),
           help: "Address buckets as BUCKET.HOST (virtual-hosted style) instead of HOST/BUCKET (path style, the default).")
@@ -55,13 +63,16 @@ struct StoreOptions: ParsableArguments {
             throw ValidationError("--store and --s3-endpoint exclude each other")
         case (.some(let dir), nil):
             guard !dir.isEmpty else { throw ValidationError("--store needs a directory") }
-            if [carparkBucket, satnavBucket, dudewhereBucket, blockmapBucket, bucket].contains(where: { $0 != nil }) {
-                throw ValidationError("bucket options need --s3-endpoint")
+            if [carparkBucket, satnavBucket, dudewhereBucket, blockmapBucket, bucket, s3AccessKeyID].contains(where: { $0 != nil }) {
+                throw ValidationError("bucket and credential options need --s3-endpoint")
             }
         case (nil, .some):
             let names = [carparkBucket, satnavBucket, dudewhereBucket, blockmapBucket].map { $0 ?? bucket }
             guard names.allSatisfy({ $0 != nil }) else {
                 throw ValidationError("--s3-endpoint needs --bucket (or all of --carpark-bucket, --satnav-bucket, --dudewhere-bucket, --blockmap-bucket)")
+            }
+            guard (s3AccessKeyID == nil) == (s3SecretAccessKey == nil) else {
+                throw ValidationError("--s3-access-key-id and --s3-secret-access-key go together")
             }
             guard s3MaxConnections > 0, s3Timeout > 0, s3Attempts > 0 else {
                 throw ValidationError("--s3-max-connections, --s3-timeout and --s3-retries must be positive")
@@ -96,8 +107,16 @@ struct StoreOptions: ParsableArguments {
                      dudewhere: dudewhereBucket ?? bucket!, blockmap: blockmapBucket ?? bucket!)
         var configuration: S3Configuration
         do {
-            configuration = try S3Configuration.fromEnvironment(
-                endpoint: endpoint, bucket: names.carpark, addressing: s3VirtualHost ? .virtualHost : .path)
+            let addressing: S3Configuration.Addressing = s3VirtualHost ? .virtualHost : .path
+            if let s3AccessKeyID, let s3SecretAccessKey {
+                let region = ProcessInfo.processInfo.environment["AWS_REGION"].flatMap { $0.isEmpty ? nil : $0 }
+                configuration = try S3Configuration(
+                    endpoint: endpoint, bucket: names.carpark, region: region ?? "us-east-1",
+                    accessKeyID: s3AccessKeyID, secretAccessKey: s3SecretAccessKey, addressing: addressing)
+            } else {
+                configuration = try S3Configuration.fromEnvironment(
+                    endpoint: endpoint, bucket: names.carpark, addressing: addressing)
+            }
         } catch {
             throw ValidationError("--s3-endpoint \(endpoint): \(error)")
         }

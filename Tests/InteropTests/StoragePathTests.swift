@@ -71,7 +71,9 @@ import Testing
         }
 
         /// `edgeswap serve` on the S3 store, with Redis unless `redis` is false, and an admin port.
-        func serve(name: String, redis useRedis: Bool = true, extra: [String] = []) async throws -> (EdgeswapServe, String) {
+        /// `credentialsAsFlags`: pass the S3 credentials as options instead of AWS_* variables.
+        func serve(name: String, redis useRedis: Bool = true, credentialsAsFlags: Bool = false,
+                   extra: [String] = []) async throws -> (EdgeswapServe, String) {
             let key = directory.path("server.key").path
             if !FileManager.default.fileExists(atPath: key) {
                 try await Self.run(["key", "new", "--output", key], environment: [:], directory: directory, name: "key")
@@ -79,8 +81,11 @@ import Testing
             let server = try await EdgeswapServe.start(
                 ["--key", key, "--log-level", "debug", "--admin-listen", "127.0.0.1:0",
                  "--listen", "/ip4/127.0.0.1/tcp/0/ws"] + storeArguments
-                    + (useRedis ? ["--redis", redis.url] : []) + extra,
-                expectedListeners: 1, environment: environment, directory: directory, processName: name)
+                    + (useRedis ? ["--redis", redis.url] : []) + extra
+                    + (credentialsAsFlags ? ["--s3-access-key-id", s3.accessKeyID,
+                                             "--s3-secret-access-key", s3.secretAccessKey] : []),
+                expectedListeners: 1, environment: credentialsAsFlags ? [:] : environment, directory: directory,
+                processName: name)
             let line = try await server.process.waitForLine(matching: "^admin http://", timeout: .seconds(10))
             return (server, String(line.dropFirst("admin ".count)))
         }
@@ -154,7 +159,7 @@ import Testing
         let stack = try await Stack(name: "s3-redis-kubo")
         let names = ["cidv0-20mib", "rawleaves-3mib", "blake3-2mib"]
         try await stack.ingest(names)
-        let (server, admin) = try await stack.serve(name: "serve")
+        let (server, admin) = try await stack.serve(name: "serve", credentialsAsFlags: true)
         defer { server.process.terminate() }
         let files = try names.map { try stack.fixture($0) }
         let report = try await Kubo.fetch(files.map(\.root), from: try server.listener(secure: false).multiaddr,
