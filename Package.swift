@@ -146,7 +146,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "MultiformatsTests", dependencies: ["Multiformats"],
+        .testTarget(name: "MultiformatsTests", dependencies: ["Multiformats", "EdgeswapTestSupport"],
                     swiftSettings: strictSettings),
         .testTarget(name: "CARTests", dependencies: ["CAR", "Multiformats"], swiftSettings: strictSettings),
         .testTarget(name: "UnixFSTests", dependencies: ["UnixFS", "Multiformats"], swiftSettings: strictSettings),

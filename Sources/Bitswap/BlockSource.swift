@@ -118,4 +118,50 @@ public enum BlockLookupResult: Sendable {
 public protocol BlockSource: Sendable {
     /// Looks up every request of `batch`. Results are keyed by `BlockRequest.cid` (exact bytes).
     func lookup(_ batch: BlockLookupBatch) async throws -> [CID: BlockLookupResult]
+
+    /// The blocks stored under `root` (in the CARs it resolves to) that are not in `have`, by multihash, in
+    /// storage order (for a CAR written from the root down, the order a DAG walk reaches them). For tools that
+    /// resume or audit a transfer ("what of this DAG does the peer still lack?"); resolving the root also puts
+    /// its CARs in `peer`'s scope. Empty when the root is unknown.
+    func missingBlocks(under root: CID, have: Set<Multihash>, peer: PeerContext) async throws -> [Multihash]
+}
+
+extension BlockSource {
+    /// Whether the block is held for `peer` (a one-CID want-have).
+    public func has(_ cid: CID, peer: PeerContext) async throws -> Bool {
+        switch try await lookupOne(cid, .have, peer: peer) {
+        case .have, .block: return true
+        case .notFound, .tooLarge, .failed, nil: return false
+        }
+    }
+
+    /// The block's verified bytes for `peer`, or nil when it is not held (a one-CID want-block). Throws
+    /// `BlockSourceError` when the source failed or the block is over the size limit.
+    public func get(_ cid: CID, peer: PeerContext) async throws -> ByteBuffer? {
+        switch try await lookupOne(cid, .block, peer: peer) {
+        case .block(let bytes): return bytes
+        case .notFound, .have, nil: return nil
+        case .tooLarge(let size): throw BlockSourceError.tooLarge(cid, size: size)
+        case .failed(let reason): throw BlockSourceError.failed(cid, reason: reason)
+        }
+    }
+
+    private func lookupOne(_ cid: CID, _ type: WantType, peer: PeerContext) async throws -> BlockLookupResult? {
+        let batch = BlockLookupBatch(peer: peer, requests: [BlockRequest(cid: cid, wantType: type, priority: 0)],
+                                     replaceHaveWithBlockSize: 0, maxBlockSize: BitswapLimits.maxBlockSize)
+        return try await lookup(batch)[cid]
+    }
+}
+
+/// Why `BlockSource.get` could not return a block it may hold.
+public enum BlockSourceError: Error, Equatable, Sendable, CustomStringConvertible {
+    case tooLarge(CID, size: Int)
+    case failed(CID, reason: String)
+
+    public var description: String {
+        switch self {
+        case .tooLarge(let cid, let size): return "\(cid): block of \(size) bytes is over the limit"
+        case .failed(let cid, let reason): return "\(cid): \(reason)"
+        }
+    }
 }

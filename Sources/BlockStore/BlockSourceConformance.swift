@@ -34,4 +34,9 @@ extension IndexedCARBlockSource: BlockSource {
         }
         return results
     }
+
+    public func missingBlocks(under root: CID, have: Set<Multihash>, peer: PeerContext) async throws -> [Multihash] {
+        let name = Multibase.base58btc.encodeWithoutPrefix(peer.peerID)
+        return try await missingBlocks(under: root, have: have, peer: name)
+    }
 }

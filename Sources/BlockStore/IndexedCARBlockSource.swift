@@ -237,6 +237,44 @@ public final class IndexedCARBlockSource: Sendable {
         return results
     }
 
+    /// The blocks of the CARs `root` resolves to (through dudewhere) that are not in `have`, by multihash, in
+    /// the order their sections lie in each CAR (CARs in listing order; a block in two CARs is listed once).
+    /// The CARs join `peer`'s scope, as when the peer asks for the root. Throws when the store fails.
+    public func missingBlocks(under root: CID, have: Set<Multihash>, peer: String? = nil) async throws(BucketError)
+        -> [Multihash]
+    {
+        let cars: [CID]
+        switch await list(buckets.dudewhere, prefix: StoreLayout.rootPrefix(root), space: "d") {
+        case .success(let listed): cars = listed
+        case .failure(let error): throw error
+        }
+        if let peer, !cars.isEmpty { await addToScope(peer, cars: cars, now: .now) }
+        var seen = have
+        var missing: [Multihash] = []
+        for car in cars {
+            switch await state.entry(for: car, loader: { await self.load(car) }) {
+            case .success(let entry):
+                var sections: [(offset: UInt64, multihash: Multihash)] = []
+                sections.reserveCapacity(entry.index.entryCount)
+                entry.index.forEach { code, digest, offset in
+                    // A MultihashIndexSorted names the hash function of every entry; the older IndexSorted
+                    // does not (it is only written for sha2-256 CARs).
+                    let mh = Multihash(code: code ?? Multicodec.sha2_256, digest: Array(digest))
+                    sections.append((offset, mh))
+                }
+                sections.sort { $0.offset < $1.offset }
+                for section in sections where seen.insert(section.multihash).inserted {
+                    missing.append(section.multihash)
+                }
+            case .failure(.storage(let error)):
+                throw error
+            case .failure(.missing), .failure(.malformed):
+                continue  // logged where the entry failed to load; the other CARs still count
+            }
+        }
+        return missing
+    }
+
     // MARK: - Scopes
 
     /// The peer's scope: the in-process one, merged with the shared one when that has not been read for

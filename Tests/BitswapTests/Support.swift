@@ -71,6 +71,11 @@ struct MemoryBlockSource: BlockSource {
     }
 
     func lookup(_ batch: BlockLookupBatch) async throws -> [CID: BlockLookupResult] { results(for: batch) }
+
+    /// A memory source has no DAGs: every block counts as under every root.
+    func missingBlocks(under root: CID, have: Set<Multihash>, peer: PeerContext) async throws -> [Multihash] {
+        blocks.keys.filter { !have.contains($0) }.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
+    }
 }
 
 /// Drives an engine against a memory source synchronously, collecting what it sends.

@@ -1,3 +1,4 @@
+import EdgeswapTestSupport
 import Foundation
 import Testing
 @testable import Multiformats
@@ -97,7 +98,7 @@ struct BLAKE3Vectors: Decodable {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         for (i, length) in [1, 1024, 1025, 1_048_576 + 123].enumerated() {
-            let input = pseudoRandomBytes(length, seed: UInt64(0x9E37_79B9 + i))
+            let input = pseudoRandomBytes(count: length, seed: UInt64(0x9E37_79B9 + i))
             let file = dir.appendingPathComponent("input-\(length)")
             try Data(input).write(to: file)
             for outputLength in [32, 200] {

@@ -1,3 +1,4 @@
+import EdgeswapTestSupport
 import Foundation
 import Testing
 @testable import Multiformats
@@ -73,7 +74,7 @@ struct MultibaseCSV {
     @Test func roundTripsRandomDataInEveryBase() throws {
         for length in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 31, 32, 33, 100] {
             for zeros in [0, 1, 3] {
-                let data = [UInt8](repeating: 0, count: zeros) + pseudoRandomBytes(length, seed: UInt64(length * 7 + zeros))
+                let data = [UInt8](repeating: 0, count: zeros) + pseudoRandomBytes(count: length, seed: UInt64(length * 7 + zeros))
                 for base in Multibase.allCases {
                     let text = base.encode(data)
                     let (decodedBase, bytes) = try Multibase.decode(text)

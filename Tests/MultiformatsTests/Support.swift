@@ -36,19 +36,6 @@ func patternInput(_ length: Int) -> [UInt8] {
     (0..<length).map { UInt8($0 % 251) }
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), for inputs unlike the vector pattern.
-func pseudoRandomBytes(_ length: Int, seed: UInt64) -> [UInt8] {
-    var x = seed | 1
-    var out = [UInt8](repeating: 0, count: length)
-    for i in 0..<length {
-        x ^= x >> 12
-        x ^= x << 25
-        x ^= x >> 27
-        out[i] = UInt8(truncatingIfNeeded: (x &* 0x2545_F491_4F6C_DD1D) >> 56)
-    }
-    return out
-}
-
 /// The full path of `name` on PATH, if it is there.
 func findOnPath(_ name: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? ""

@@ -29,19 +29,6 @@ func capture<T>(_ body: () async throws(RedisError) -> T) async -> Result<T, Red
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*).
-func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
-    var state = seed | 1
-    var bytes = [UInt8](repeating: 0, count: count)
-    for index in 0..<count {
-        state ^= state >> 12
-        state ^= state << 25
-        state ^= state >> 27
-        bytes[index] = UInt8(truncatingIfNeeded: (state &* 0x2545_F491_4F6C_DD1D) >> 56)
-    }
-    return bytes
-}
-
 /// The client against a real `redis-server` on loopback (run with
 /// `bash .ci/in-netns swift test --skip-build --filter RedisTests`).
 @Suite struct ClientTests {

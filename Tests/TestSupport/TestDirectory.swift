@@ -22,16 +22,7 @@ public struct TestDirectory: Sendable {
 
     /// Writes `count` pseudo-random bytes (seeded, so a failing run can be reproduced) to a new file.
     public func randomFile(_ name: String, count: Int, seed: UInt64) throws -> (url: URL, bytes: Data) {
-        var state = seed | 1
-        var array = [UInt8](repeating: 0, count: count)
-        for index in 0..<count {
-            // xorshift64*: any byte pattern will do, it only has to differ between files.
-            state ^= state >> 12
-            state ^= state << 25
-            state ^= state >> 27
-            array[index] = UInt8(truncatingIfNeeded: (state &* 0x2545_F491_4F6C_DD1D) >> 56)
-        }
-        let bytes = Data(array)
+        let bytes = Data(pseudoRandomBytes(count: count, seed: seed))
         let url = path(name)
         try bytes.write(to: url)
         return (url, bytes)
