@@ -73,6 +73,7 @@ let package = Package(
             name: "BlockStore",
             dependencies: [
                 "Multiformats", "CAR", "ObjectStorage", "Bitswap", "Redis",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -98,6 +99,18 @@ let package = Package(
         .target(
             name: "Bitswap",
             dependencies: ["Multiformats", "ProtobufWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
+        // Per-peer quotas (storage subrequests, bytes per window) in front of any BlockSource; ledger in
+        // process or in Redis.
+        .target(
+            name: "Quota",
+            dependencies: [
+                "Bitswap", "BlockStore", "Multiformats", "Redis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -128,7 +141,7 @@ let package = Package(
             name: "edgeswap",
             dependencies: [
                 "EdgeswapServer", "EdgeswapLoad", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore",
-                "Bitswap", "Redis",
+                "Bitswap", "Redis", "Quota",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -177,6 +190,10 @@ let package = Package(
         // Interop harness: starts kubo / py-libp2p (Tests/Interop/*.py) in a loopback-only namespace.
         .testTarget(name: "InteropTests", dependencies: ["EdgeswapTestSupport", "CAR", "Multiformats", "ObjectStorage"],
                     swiftSettings: strictSettings),
+        .testTarget(name: "QuotaTests", dependencies: [
+            "Quota", "Bitswap", "BlockStore", "Multiformats", "Redis", "EdgeswapTestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strictSettings),
         .testTarget(name: "BlockStoreTests", dependencies: [
             "BlockStore", "Bitswap", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
             "EdgeswapTestSupport",

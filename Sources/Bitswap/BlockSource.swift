@@ -153,6 +153,10 @@ extension BlockSource {
     }
 }
 
+/// An error a `BlockSource` throws to have the peer's connection closed rather than its wants answered (for
+/// example a quota whose policy is to disconnect). The Bitswap service logs it and closes the connection.
+public protocol ConnectionClosingError: Error, Sendable {}
+
 /// Why `BlockSource.get` could not return a block it may hold.
 public enum BlockSourceError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooLarge(CID, size: Int)

@@ -326,6 +326,7 @@ public final class IndexedCARBlockSource: Sendable {
     private func list(_ bucket: any Bucket, prefix: String, space: String) async -> Result<[CID], BucketError> {
         await state.location(space + prefix, now: .now) {
             do throws(BucketError) {
+                StorageMeter.record()
                 let keys = try await bucket.listAll(prefix: prefix)
                 return .success(keys.compactMap { StoreLayout.carCID(fromKey: $0, prefix: prefix) })
             } catch {
@@ -395,6 +396,7 @@ public final class IndexedCARBlockSource: Sendable {
         let indexBytes: [UInt8]
         let start: [UInt8]
         do throws(BucketError) {
+            StorageMeter.record(2)  // the index, then the CAR's first bytes
             indexBytes = try await buckets.satnav.get(StoreLayout.indexKey(car))
             start = try await buckets.carpark.get(StoreLayout.carKey(car),
                                                   range: 0...(CARv2.minimumDataOffset - 1))
@@ -476,6 +478,7 @@ public final class IndexedCARBlockSource: Sendable {
     private func read(_ run: Run, in entry: CAREntry, maxBlockSize: Int) async -> [(Int, BlockLookup)] {
         let bytes: ByteBuffer
         do throws(BucketError) {
+            StorageMeter.record()
             bytes = try await buckets.carpark.getBuffer(
                 StoreLayout.carKey(entry.car),
                 range: (entry.payloadStart + run.start)...(entry.payloadStart + run.end - 1))

@@ -156,6 +156,7 @@ private final class ConnectionSession: Sendable {
         let logger = service.sessionLogger
         let source = service.source
         let events = self.events
+        let connection = self.connection
         let (frames, frameSink) = AsyncStream.makeStream(of: ByteBuffer.self)
         var reported = engine.statistics
         await withTaskGroup(of: Void.self) { group in
@@ -178,6 +179,13 @@ private final class ConnectionSession: Sendable {
                         group.addTask {
                             do {
                                 events.yield(.lookupCompleted(id: id, results: try await source.lookup(batch)))
+                            } catch let error as any ConnectionClosingError {
+                                logger.notice("closing connection", metadata: [
+                                    "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)",
+                                    "reason": "\(error)",
+                                ])
+                                events.yield(.lookupFailed(id: id, reason: "\(error)"))
+                                await connection.close(reason: "\(error)")
                             } catch {
                                 events.yield(.lookupFailed(id: id, reason: "\(error)"))
                             }

@@ -4,6 +4,7 @@ import EdgeswapServer
 import Libp2p
 import NIOHTTP1
 import ObjectStorage
+import Quota
 
 /// The admin port's three endpoints over the parts of a running server.
 struct AdminEndpoints: Sendable {
@@ -13,6 +14,8 @@ struct AdminEndpoints: Sendable {
     let host: Libp2pHost
     /// The S3 client when the store is in S3 (its request counters are exported).
     let s3: S3Client?
+    /// The quota gate when quotas are on.
+    let quota: QuotaLimitedBlockSource?
 
     func respond(_ method: HTTPMethod, _ path: String) async -> AdminResponse {
         guard method == .GET || method == .HEAD else {
@@ -65,6 +68,16 @@ struct AdminEndpoints: Sendable {
         out.add("edgeswap_store_negative_cache_hits_total", "counter", "Wants answered from the negative cache.",
                 store.negativeCacheHits)
         out.add("edgeswap_store_listings_total", "counter", "dudewhere and blockmap listings.", store.listings)
+        if let quota {
+            let q = quota.statistics
+            out.add("edgeswap_quota_refused_batches_total", "counter", "Lookup batches refused: the peer was over its quota.",
+                    q.refusedBatches)
+            out.add("edgeswap_quota_refused_wants_total", "counter", "Wants in those batches.", q.refusedWants)
+            out.add("edgeswap_quota_closed_connections_total", "counter", "Connections closed for a quota.",
+                    q.closedConnections)
+            out.add("edgeswap_quota_ledger_failures_total", "counter", "Quota ledger calls that failed (served anyway).",
+                    q.ledgerFailures)
+        }
         if let s3 {
             let counters = s3.statistics
             out.add("edgeswap_s3_requests_total", "counter", "HTTP requests sent to S3, retries included.",

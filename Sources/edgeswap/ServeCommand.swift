@@ -8,6 +8,7 @@ import Logging
 import Multiformats
 import NIOCore
 import ObjectStorage
+import Quota
 import Redis
 
 #if canImport(Glibc)
@@ -47,6 +48,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Bitswap and block lookups")
     var servingOptions: ServingOptions
+
+    @OptionGroup(title: "Per-peer quotas")
+    var quotaOptions: QuotaOptions
 
     @Option(name: .long, help: "Private key file (libp2p PrivateKey protobuf). Default: $EDGESWAP_PRIVATE_KEY, then $PEER_ID_JSON.")
     var key: String?
@@ -125,6 +129,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         try self.redisOptions.validateRedis()
         try self.servingOptions.validateServing()
+        try self.quotaOptions.validateQuota()
         for text in self.listen + self.announce {
             do {
                 _ = try WebSocketMultiaddr(try Multiaddr(text))
@@ -226,7 +231,14 @@ struct ServeCommand: AsyncParsableCommand {
             sharedIndexes: redis.map { RedisIndexCache(client: $0, keyPrefix: self.redisOptions.redisPrefix,
                                                        ttl: .milliseconds(Int64(self.redisOptions.indexTTL * 1000))) },
             logger: Logger(label: "edgeswap.blockstore"))
-        let service = BitswapService(source: source, configuration: self.servingOptions.engine,
+        var quota: QuotaLimitedBlockSource?
+        if let policy = self.quotaOptions.policy {
+            let ledger: any QuotaLedger = redis.map { RedisQuotaLedger(client: $0, keyPrefix: self.redisOptions.redisPrefix) }
+                ?? LocalQuotaLedger()
+            quota = QuotaLimitedBlockSource(base: source, policy: policy, ledger: ledger,
+                                            logger: Logger(label: "edgeswap.quota"))
+        }
+        let service = BitswapService(source: quota ?? source, configuration: self.servingOptions.engine,
                                      logger: Logger(label: "edgeswap.bitswap"))
         service.register(on: host)
         let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
@@ -261,7 +273,7 @@ struct ServeCommand: AsyncParsableCommand {
                 })
             }
             let endpoints = AdminEndpoints(health: HealthMonitor(checks: checks), source: source, service: service,
-                                           host: host, s3: store.client)
+                                           host: host, s3: store.client, quota: quota)
             do {
                 admin = try await AdminServer.start(host: adminHost, port: adminPort, logger: Logger(label: "edgeswap.admin"),
                                                     respond: endpoints.respond)

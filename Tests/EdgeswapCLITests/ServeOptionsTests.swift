@@ -21,7 +21,9 @@ import Testing
                        "--scope-ttl", "--index-ttl", "--listen", "--announce", "--max-connections",
                        "--tcp-keepalive", "--admin-listen", "--max-wants-per-message", "--max-wants-per-peer",
                        "--have-as-block-max", "--max-block-size", "--message-target-size", "--index-cache-mib",
-                       "--coalesce-gap", "--max-coalesced-read", "--negative-cache-ttl", "--location-cache-ttl"] {
+                       "--coalesce-gap", "--max-coalesced-read", "--negative-cache-ttl", "--location-cache-ttl",
+                       "--quota-subrequests", "--quota-bytes", "--quota-window", "--quota-action",
+                       "--s3-access-key-id"] {
             #expect(help.contains(option), "serve --help lacks \(option)")
         }
         // Every option line carries an explanation (on its line or the next).
@@ -41,6 +43,8 @@ import Testing
         (["--redis", "http://x"], "--redis"),
         (["--s3-endpoint", "http://127.0.0.1:1"], "--bucket"),
         (["--admin-listen", "nope"], "--admin-listen"),
+        (["--quota-action", "shout"], "--quota-action"),
+        (["--quota-bytes", "-1"], "--quota-bytes"),
     ])
     func badSettingsAreRefusedUpFront(extra: [String], named: String) async throws {
         let directory = try TestDirectory(name: "serve-bad-option")

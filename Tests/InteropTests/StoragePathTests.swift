@@ -247,8 +247,13 @@ import Testing
         #expect(server.process.isRunning)
 
         try await stack.s3.start()
-        try await Task.sleep(for: .milliseconds(1100))
-        let ready = try await AdminEndpointTests.get(admin + "/readyz")
+        // Ready again once a LIST succeeds (SeaweedFS's S3 port answers a moment before its filer does).
+        var ready = try await AdminEndpointTests.get(admin + "/readyz")
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ready.0 != 200, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(300))
+            ready = try await AdminEndpointTests.get(admin + "/readyz")
+        }
         #expect(ready.0 == 200, "\(ready.1)")
         // The negative cache forgets failures (only misses are cached), so the same block is served now.
         let up = try await stack.load(cids, from: address, identity: identity, name: "load-up")

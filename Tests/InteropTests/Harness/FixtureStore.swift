@@ -93,12 +93,15 @@ struct FixtureStore {
                             keyPath: key)
     }
 
-    /// `edgeswap serve` on a fresh loopback /ws port, logging at debug level (tests read the reasons).
-    func serve() async throws -> (server: EdgeswapServe, address: String) {
+    /// `edgeswap serve` on a fresh loopback /ws port, logging at debug level (tests read the reasons), with
+    /// `extra` options.
+    func serve(_ extra: [String] = [], processName: String = "edgeswap-serve") async throws
+        -> (server: EdgeswapServe, address: String)
+    {
         let server = try await EdgeswapServe.start(
             ["--store", storePath, "--key", keyPath, "--log-level", "debug",
-             "--listen", "/ip4/127.0.0.1/tcp/\(try LoopbackPorts.allocate())/ws"],
-            expectedListeners: 1, directory: directory)
+             "--listen", "/ip4/127.0.0.1/tcp/\(try LoopbackPorts.allocate())/ws"] + extra,
+            expectedListeners: 1, directory: directory, processName: processName)
         do {
             return (server, try server.listener(secure: false).multiaddr)
         } catch {
