@@ -86,7 +86,10 @@ private func makeSource(_ bucket: some Bucket,
 
     @Test func absentCIDIsNotFoundAndThenNegativelyCached() async throws {
         let counting = CountingBucket(base: try await sharedStore.value)
-        let source = makeSource(counting)
+        // A TTL no loaded CI machine can outlast between two lines (the 5 s default once did).
+        var settings = IndexedCARBlockSourceSettings()
+        settings.negativeCacheTTL = .seconds(600)
+        let source = makeSource(counting, settings: settings)
         let absent = try rawCID(of: Array("not stored".utf8))
         #expect(await source.get(absent) == .notFound)
         let listings = await counting.log.listings.count

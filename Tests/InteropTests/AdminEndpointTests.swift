@@ -15,6 +15,18 @@ import Testing
         return ((response as? HTTPURLResponse)?.statusCode ?? -1, String(decoding: data, as: UTF8.self))
     }
 
+    /// GET `url` until it answers `status` (readiness is re-checked at most once a second, and a check may take
+    /// a while on a loaded machine), at most `within`; the last answer.
+    static func awaitStatus(_ url: String, _ status: Int, within: Duration = .seconds(20)) async throws -> (Int, String) {
+        let deadline = ContinuousClock.now + within
+        var answer = try await get(url)
+        while answer.0 != status, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(250))
+            answer = try await get(url)
+        }
+        return answer
+    }
+
     @Test func readinessFollowsTheStoreAndMetricsAreExposed() async throws {
         let directory = try TestDirectory(name: "admin-endpoint")
         defer { directory.remove() }
@@ -35,7 +47,7 @@ import Testing
 
         let live = try await Self.get(base + "/livez")
         #expect(live.0 == 200)
-        let ready = try await Self.get(base + "/readyz")
+        let ready = try await Self.awaitStatus(base + "/readyz", 200)
         #expect(ready.0 == 200, "\(ready.1)")
         #expect(ready.1.hasSuffix("ready\n"))
         let metrics = try await Self.get(base + "/metrics")
@@ -50,14 +62,12 @@ import Testing
         // at most once a second.)
         let moved = directory.path("store-away")
         try FileManager.default.moveItem(at: store, to: moved)
-        try await Task.sleep(for: .milliseconds(1100))
-        let gone = try await Self.get(base + "/readyz")
+        let gone = try await Self.awaitStatus(base + "/readyz", 503)
         #expect(gone.0 == 503, "\(gone.1)")
         #expect(gone.1.contains("FAIL store"), "\(gone.1)")
         #expect(try await Self.get(base + "/metrics").1.contains("edgeswap_ready 0"))
         try FileManager.default.moveItem(at: moved, to: store)
-        try await Task.sleep(for: .milliseconds(1100))
-        #expect(try await Self.get(base + "/readyz").0 == 200)
+        #expect(try await Self.awaitStatus(base + "/readyz", 200).0 == 200)
         #expect(server.process.isRunning)
     }
 }

@@ -34,8 +34,9 @@ import Testing
         defer { directory.remove() }
         let store = try await FixtureStore.make(directory: directory)
         let fixture = try store.manifest.fixture("cidv0-20mib")
-        // 3 MB per minute: about a dozen of the 81 blocks (256 KiB each).
-        let (server, address) = try await store.serve(["--quota-bytes", "3000000", "--quota-window", "3600",
+        // 3 MB per window: about a dozen of the 81 blocks (256 KiB each). Windows are aligned to the clock; one of
+        // about 12 days makes crossing a boundary during the test practically impossible.
+        let (server, address) = try await store.serve(["--quota-bytes", "3000000", "--quota-window", "1000000",
                                                        "--admin-listen", "127.0.0.1:0"])
         defer { server.process.terminate() }
         let admin = String(try await server.process.waitForLine(matching: "^admin http://", timeout: .seconds(10))

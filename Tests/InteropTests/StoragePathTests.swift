@@ -234,26 +234,20 @@ import Testing
         let (server, admin) = try await stack.serve(name: "serve", extra: ["--s3-retries", "1", "--s3-timeout", "2"])
         defer { server.process.terminate() }
         let address = server.listeners[0].multiaddr
-        #expect(try await AdminEndpointTests.get(admin + "/readyz").0 == 200)
+        #expect(try await AdminEndpointTests.awaitStatus(admin + "/readyz", 200).0 == 200)
 
         stack.s3.stop()
         let down = try await stack.load([cids[0]], from: address, identity: identity, name: "load-down")
         #expect(down.blocks == 0)
         #expect(down.dont_haves == 1, "asked with sendDontHave while S3 is down: \(down)")
-        try await Task.sleep(for: .milliseconds(1100))
-        let notReady = try await AdminEndpointTests.get(admin + "/readyz")
+        let notReady = try await AdminEndpointTests.awaitStatus(admin + "/readyz", 503)
         #expect(notReady.0 == 503, "\(notReady.1)")
         #expect(notReady.1.contains("FAIL s3 \(stack.bucket)"), "\(notReady.1)")
         #expect(server.process.isRunning)
 
         try await stack.s3.start()
         // Ready again once a LIST succeeds (SeaweedFS's S3 port answers a moment before its filer does).
-        var ready = try await AdminEndpointTests.get(admin + "/readyz")
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ready.0 != 200, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(300))
-            ready = try await AdminEndpointTests.get(admin + "/readyz")
-        }
+        let ready = try await AdminEndpointTests.awaitStatus(admin + "/readyz", 200, within: .seconds(30))
         #expect(ready.0 == 200, "\(ready.1)")
         // The negative cache forgets failures (only misses are cached), so the same block is served now.
         let up = try await stack.load(cids, from: address, identity: identity, name: "load-up")
@@ -275,7 +269,7 @@ import Testing
         let page = try await Self.metrics(admin)
         #expect((Self.metric("edgeswap_store_shared_failures_total", in: page) ?? 0) > 0, "\(page)")
         #expect(server.process.stderr().contains("shared store unavailable"))
-        let readiness = try await AdminEndpointTests.get(admin + "/readyz")
+        let readiness = try await AdminEndpointTests.awaitStatus(admin + "/readyz", 200)
         #expect(readiness.0 == 200, "Redis is not critical: \(readiness.1)")
         #expect(readiness.1.contains("FAIL redis (not critical)"), "\(readiness.1)")
 
