@@ -180,11 +180,12 @@ private final class ConnectionSession: Sendable {
                             do {
                                 events.yield(.lookupCompleted(id: id, results: try await source.lookup(batch)))
                             } catch let error as any ConnectionClosingError {
+                                // No answer for these wants (a DONT_HAVE could still race out before the close
+                                // and read as an ordinary miss): the connection goes, and the session ends with it.
                                 logger.notice("closing connection", metadata: [
                                     "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)",
                                     "reason": "\(error)",
                                 ])
-                                events.yield(.lookupFailed(id: id, reason: "\(error)"))
                                 await connection.close(reason: "\(error)")
                             } catch {
                                 events.yield(.lookupFailed(id: id, reason: "\(error)"))
