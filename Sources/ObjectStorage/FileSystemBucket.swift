@@ -204,7 +204,13 @@ public struct FileSystemBucket: Bucket {
         let dirPath = directory.isEmpty ? root : root + "/" + String(directory.dropLast())
         guard let dir = opendir(dirPath) else {
             let e = errno
-            if e == ENOENT || e == ENOTDIR { return }
+            // A missing directory under the root is a prefix nothing was stored under: an empty listing. A
+            // missing root is a store that went away (unmounted, moved): an error, so readiness sees it.
+            if (e == ENOENT || e == ENOTDIR) && !directory.isEmpty {
+                var st = stat()
+                if stat(root, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { return }
+                throw Self.ioError("opendir", root, ENOENT)
+            }
             throw Self.ioError("opendir", dirPath, e)
         }
         var entries: [(name: String, isDirectory: Bool)] = []

@@ -54,8 +54,7 @@ public struct QuotaPolicy: Sendable, Equatable {
 
     /// The index of the window holding `unixMilliseconds`.
     public func windowIndex(atUnixMilliseconds unixMilliseconds: Int64) -> Int64 {
-        let length = max(1, Int64(window.components.seconds) * 1000 + window.components.attoseconds / 1_000_000_000_000_000)
-        return unixMilliseconds / length
+        unixMilliseconds / max(1, window.wholeMilliseconds)
     }
 }
 
@@ -130,8 +129,7 @@ public struct RedisQuotaLedger: QuotaLedger {
     public func charge(peer: String, window: Int64, windowLength: Duration, subrequests: Int, bytes: Int)
         async throws -> QuotaUsage
     {
-        let ttl = 2 * (Int64(windowLength.components.seconds) * 1000
-            + windowLength.components.attoseconds / 1_000_000_000_000_000)
+        let ttl = 2 * windowLength.wholeMilliseconds
         let reply = try await client.evalSHA(
             script: Self.chargeScript, keys: [RedisArgument(key(peer: peer, window: window))],
             args: [RedisArgument(subrequests), RedisArgument(bytes), RedisArgument(max(1000, ttl))])
@@ -253,5 +251,12 @@ public final class QuotaLimitedBlockSource: BlockSource {
         }
         if policy.action == .close { throw QuotaExceeded(peer: peer, usage: usage) }
         return [:]  // every CID absent: a miss, DONT_HAVE where asked
+    }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds (rounded down), as Redis TTLs and window arithmetic take it.
+    var wholeMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -23,6 +23,9 @@ struct RedisOptions: ParsableArguments {
     @Option(name: .customLong("index-ttl"), help: "Seconds a CAR index stays in Redis after it was cached.")
     var indexTTL: Double = 86_400
 
+    /// `--scope-ttl` as a duration (the in-process scope and the Redis one live equally long).
+    var scopeLifetime: Duration { .milliseconds(Int64(scopeTTL * 1000)) }
+
     func validateRedis() throws {
         if let redis {
             do {

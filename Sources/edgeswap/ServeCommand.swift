@@ -223,11 +223,11 @@ struct ServeCommand: AsyncParsableCommand {
         let store = try await self.storeOptions.open(create: false)
         let redis = try self.redisOptions.makeClient()
         var settings = self.servingOptions.source(remote: store.client != nil)
-        settings.peerScopeTTL = .milliseconds(Int64(self.redisOptions.scopeTTL * 1000))
+        settings.peerScopeTTL = self.redisOptions.scopeLifetime
         let source = IndexedCARBlockSource(
             buckets: store.buckets, settings: settings,
             sharedScopes: redis.map { RedisPeerScopes(client: $0, keyPrefix: self.redisOptions.redisPrefix,
-                                                      ttl: .milliseconds(Int64(self.redisOptions.scopeTTL * 1000))) },
+                                                      ttl: self.redisOptions.scopeLifetime) },
             sharedIndexes: redis.map { RedisIndexCache(client: $0, keyPrefix: self.redisOptions.redisPrefix,
                                                        ttl: .milliseconds(Int64(self.redisOptions.indexTTL * 1000))) },
             logger: Logger(label: "edgeswap.blockstore"))
@@ -254,15 +254,7 @@ struct ServeCommand: AsyncParsableCommand {
         var admin: AdminServer?
         if let adminListen, let (adminHost, adminPort) = Self.hostAndPort(adminListen) {
             var checks: [HealthCheck] = store.named.map { name, bucket in
-                let directory = store.directory
-                return HealthCheck(name: name, critical: true) {
-                    if let directory {
-                        // A listing of a missing directory is just empty, so look at the directory itself too.
-                        var isDirectory: ObjCBool = false
-                        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory),
-                              isDirectory.boolValue
-                        else { throw ValidationError("\(directory) is not a directory any more") }
-                    }
+                HealthCheck(name: name, critical: true) {
                     _ = try await bucket.list(prefix: "", after: nil, limit: 1)
                 }
             }

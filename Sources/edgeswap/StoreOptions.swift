@@ -86,8 +86,6 @@ struct StoreOptions: ParsableArguments {
         let client: S3Client?
         /// Each distinct bucket by name, for readiness checks: `store DIR` or `s3 NAME`.
         let named: [(String, any Bucket)]
-        /// The directory of a filesystem store.
-        let directory: String?
     }
 
     /// Opens the store. `create`: a directory is made if missing (ingest); an S3 bucket is created if missing.
@@ -99,8 +97,7 @@ struct StoreOptions: ParsableArguments {
             } catch {
                 throw ValidationError("--store \(store): \(error)")
             }
-            return Opened(buckets: StoreBuckets(single: bucket), client: nil, named: [("store \(store)", bucket)],
-                          directory: store)
+            return Opened(buckets: StoreBuckets(single: bucket), client: nil, named: [("store \(store)", bucket)])
         }
         guard let endpoint = s3Endpoint else { throw ValidationError("no store") }
         let names = (carpark: carparkBucket ?? bucket!, satnav: satnavBucket ?? bucket!,
@@ -141,6 +138,6 @@ struct StoreOptions: ParsableArguments {
         let buckets = StoreBuckets(carpark: byName[names.carpark]!, satnav: byName[names.satnav]!,
                                    dudewhere: byName[names.dudewhere]!, blockmap: byName[names.blockmap]!)
         return Opened(buckets: buckets, client: client,
-                      named: byName.keys.sorted().map { ("s3 \($0)", byName[$0]! as any Bucket) }, directory: nil)
+                      named: byName.keys.sorted().map { ("s3 \($0)", byName[$0]! as any Bucket) })
     }
 }

@@ -51,18 +51,30 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
     return buffer
 }
 
+/// A fresh filesystem store holding the CAR at `carPath`, and its directory (the caller removes it).
+private func ingestedStore(_ carPath: String) async throws -> (FileSystemBucket, String) {
+    let root = FileManager.default.temporaryDirectory
+        .appendingPathComponent("edgeswap-bitswap-store-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    let bucket = try FileSystemBucket(root: root)
+    _ = try await Ingester(store: StoreBuckets(single: bucket)).ingest(path: carPath)
+    return (bucket, root)
+}
+
+/// The Bitswap service over `bucket`, logging quietly.
+private func bitswapService(over bucket: FileSystemBucket) -> BitswapService {
+    BitswapService(source: IndexedCARBlockSource(buckets: StoreBuckets(single: bucket), logger: quietLogger("test.store")),
+                   logger: quietLogger("test.bitswap"))
+}
+
 @Suite struct BitswapServiceTests {
     // The limit only turns a missing answer into a failure instead of a hang.
     @Test(.timeLimit(.minutes(2))) func wantBlockIsAnsweredOnServerOpenedStreamAndMissingGetsDontHave() async throws {
         let (dir, manifest) = try await bitswapFixtures.value
         let fixture = try #require(manifest.fixture(named: "cidv0-20mib"))
         let carPath = dir + "/" + fixture.car
-        let storeRoot = FileManager.default.temporaryDirectory
-            .appendingPathComponent("edgeswap-bitswap-store-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: storeRoot, withIntermediateDirectories: true)
+        let (bucket, storeRoot) = try await ingestedStore(carPath)
         defer { try? FileManager.default.removeItem(atPath: storeRoot) }
-        let bucket = try FileSystemBucket(root: storeRoot)
-        _ = try await Ingester(store: StoreBuckets(single: bucket)).ingest(path: carPath)
 
         // The root block as the CAR holds it: what the server must send, byte for byte.
         let reader = try CARReader(source: try FileByteSource(path: carPath))
@@ -81,9 +93,7 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let server = try makeHost(listen: ["/ip4/127.0.0.1/tcp/0/ws"], group: group)
         let client = try makeHost(listen: [], group: group)
-        let service = BitswapService(
-            source: IndexedCARBlockSource(buckets: StoreBuckets(single: bucket), logger: quietLogger("test.store")),
-            logger: quietLogger("test.bitswap"))
+        let service = bitswapService(over: bucket)
         service.register(on: server)
         #expect(Set(server.protocols).isSuperset(of: BitswapProtocolVersion.protocolIDs.map(\.id)))
 
@@ -159,12 +169,8 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
         let (dir, manifest) = try await bitswapFixtures.value
         let fixture = try #require(manifest.fixture(named: "rawleaves-3mib"))
         let carPath = dir + "/" + fixture.car
-        let storeRoot = FileManager.default.temporaryDirectory
-            .appendingPathComponent("edgeswap-bitswap-store-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: storeRoot, withIntermediateDirectories: true)
+        let (bucket, storeRoot) = try await ingestedStore(carPath)
         defer { try? FileManager.default.removeItem(atPath: storeRoot) }
-        let bucket = try FileSystemBucket(root: storeRoot)
-        _ = try await Ingester(store: StoreBuckets(single: bucket)).ingest(path: carPath)
         let reader = try CARReader(source: try FileByteSource(path: carPath))
         var blocks: [(CID, [UInt8])] = []
         while blocks.count < 2, let (section, data) = try reader.nextBlock() { blocks.append((section.cid, data)) }
@@ -173,9 +179,7 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let server = try makeHost(listen: ["/ip4/127.0.0.1/tcp/0/ws"], group: group)
         let client = try makeHost(listen: [], group: group)
-        BitswapService(
-            source: IndexedCARBlockSource(buckets: StoreBuckets(single: bucket), logger: quietLogger("test.store")),
-            logger: quietLogger("test.bitswap")).register(on: server)
+        bitswapService(over: bucket).register(on: server)
         let received = ReceivedMessages()
         // Reads one message per server-opened stream, then resets that stream.
         client.register(protocol: "/ipfs/bitswap/1.2.0") { stream in
@@ -242,9 +246,7 @@ private func frame(_ message: BitswapMessage) -> ByteBuffer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let server = try makeHost(listen: ["/ip4/127.0.0.1/tcp/0/ws"], group: group)
         let client = try makeHost(listen: [], group: group)
-        BitswapService(
-            source: IndexedCARBlockSource(buckets: StoreBuckets(single: bucket), logger: quietLogger("test.store")),
-            logger: quietLogger("test.bitswap")).register(on: server)
+        bitswapService(over: bucket).register(on: server)
         let received = ReceivedMessages()
         client.register(protocol: "/ipfs/bitswap/1.2.0") { stream in
             var decoder = BitswapFrameDecoder()

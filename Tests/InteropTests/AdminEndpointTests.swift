@@ -32,10 +32,7 @@ import Testing
         defer { directory.remove() }
         let store = directory.path("store")
         try FileManager.default.createDirectory(at: store, withIntermediateDirectories: true)
-        let key = directory.path("edgeswap.key").path
-        let keygen = try ManagedProcess(name: "key-new", executable: InteropEnvironment.edgeswapBinary(),
-                                        arguments: ["key", "new", "--output", key], directory: directory)
-        #expect(try await keygen.waitForExit(timeout: .seconds(30)) == 0)
+        let key = try await newKeyFile("edgeswap.key", in: directory)
 
         let server = try await EdgeswapServe.start(
             ["--store", store.path, "--key", key, "--admin-listen", "127.0.0.1:0",

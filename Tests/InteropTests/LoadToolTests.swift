@@ -17,34 +17,6 @@ import Testing
         let fixtures: [Fixture]
     }
 
-    /// The fields of `edgeswap load --json` the test checks.
-    private struct Report: Decodable {
-        let clients: Int
-        let rounds: Int
-        let blocks: Int
-        let bytes: Int
-        let seconds: Double
-        let errors: Int
-        let dont_haves: Int
-        let haves: Int
-        let duplicates: Int
-        let latency_p50_ms: Double?
-        let latency_p99_ms: Double?
-        let mb_per_s: Double
-        let error_samples: [String]
-    }
-
-    private func edgeswap(_ name: String, _ arguments: [String], directory: TestDirectory,
-                          expectStatus: Int32 = 0) async throws -> String {
-        let process = try ManagedProcess(name: name, executable: InteropEnvironment.edgeswapBinary(),
-                                         arguments: arguments, environment: [:], directory: directory)
-        let status = try await process.waitForExit(timeout: .seconds(300))
-        guard status == expectStatus else {
-            throw process.failure("edgeswap \(arguments.first ?? "") exited with \(status), expected \(expectStatus)")
-        }
-        return process.stdout()
-    }
-
     /// (blocks, total block bytes) of a CARv1 file: each section is `uvarint(len) ‖ CID ‖ block`.
     private func carBlockSizes(_ path: String) throws -> (blocks: Int, bytes: Int) {
         let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
@@ -88,16 +60,16 @@ import Testing
         let fixtures = directory.path("fixtures").path
         let store = directory.path("store").path
         let key = directory.path("edgeswap.key").path
-        _ = try await edgeswap("fixtures", ["fixtures", "--output", fixtures], directory: directory)
+        try await runEdgeswap("fixtures", ["fixtures", "--output", fixtures], directory: directory)
         let manifest = try JSONDecoder().decode(
             Manifest.self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/fixtures.json")))
         let fixture = try #require(manifest.fixtures.first { $0.name == "cidv0-20mib" })
         let expected = try carBlockSizes(fixtures + "/" + fixture.car)
         #expect(expected.blocks == fixture.blocks)
         #expect(expected.blocks == 81)
-        _ = try await edgeswap("ingest", ["ingest", "--store", store, "--quiet", fixtures + "/" + fixture.car],
+        try await runEdgeswap("ingest", ["ingest", "--store", store, "--quiet", fixtures + "/" + fixture.car],
                                directory: directory)
-        _ = try await edgeswap("key-new", ["key", "new", "--type", "ed25519", "--output", key], directory: directory)
+        try await runEdgeswap("key-new", ["key", "new", "--type", "ed25519", "--output", key], directory: directory)
         let server = try await EdgeswapServe.start(
             ["--store", store, "--key", key, "--listen", "/ip4/127.0.0.1/tcp/\(try LoopbackPorts.allocate())/ws"],
             expectedListeners: 1, directory: directory)
@@ -105,9 +77,8 @@ import Testing
         let target = try server.listener(secure: false).multiaddr
 
         // Two clients, two rounds each, a small window so the traversal has to queue links.
-        let output = try await edgeswap("load", ["load", target, "--root", fixture.root, "--clients", "2",
-                                                 "--rounds", "2", "--window", "8", "--json"], directory: directory)
-        let report = try JSONDecoder().decode(Report.self, from: Data(output.utf8))
+        let report = try await runLoad(target, ["--root", fixture.root, "--clients", "2", "--rounds", "2", "--window", "8"],
+                                       name: "load", directory: directory, expectStatus: [0])
         #expect(report.errors == 0, "\(report.error_samples)\n\(server.process.stderr())")
         #expect(report.clients == 2)
         #expect(report.rounds == 4)
@@ -126,9 +97,8 @@ import Testing
         let wantlist = directory.path("wantlist.txt")
         try "# replayed wants\n\(fixture.root)\nbafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e\n"
             .write(to: wantlist, atomically: true, encoding: .utf8)
-        let replay = try await edgeswap("load-wantlist", ["load", target, "--wantlist", wantlist.path,
-                                                          "--clients", "2", "--json"], directory: directory)
-        let replayed = try JSONDecoder().decode(Report.self, from: Data(replay.utf8))
+        let replayed = try await runLoad(target, ["--wantlist", wantlist.path, "--clients", "2"],
+                                         name: "load-wantlist", directory: directory, expectStatus: [0])
         #expect(replayed.errors == 0, "\(replayed.error_samples)")
         #expect(replayed.blocks == 2)
         #expect(replayed.dont_haves == 2)
@@ -143,7 +113,7 @@ import Testing
         let store = directory.path("store")
         try FileManager.default.createDirectory(at: store, withIntermediateDirectories: true)
         let key = directory.path("edgeswap.key").path
-        _ = try await edgeswap("key-new", ["key", "new", "--type", "ed25519", "--output", key], directory: directory)
+        try await runEdgeswap("key-new", ["key", "new", "--type", "ed25519", "--output", key], directory: directory)
         let server = try await EdgeswapServe.start(
             ["--store", store.path, "--key", key, "--listen", "/ip4/127.0.0.1/tcp/\(try LoopbackPorts.allocate())/ws"],
             expectedListeners: 1, directory: directory)
@@ -152,10 +122,8 @@ import Testing
         let other = "12D3KooWP4CXb2uRaxUrUx4ea6T6vnvcs4VgMVkZFD6eiT8vJF9b"
         try #require(other != listener.peerID)
         let target = listener.multiaddr.replacingOccurrences(of: listener.peerID, with: other)
-        let output = try await edgeswap("load-wrong-id", ["load", target, "--root",
-                                                          "QmVH7W8i9GnAiswiiFxznvhiEK3aWuoxS6BJuuBrJWtuam", "--json"],
-                                        directory: directory, expectStatus: 1)
-        let report = try JSONDecoder().decode(Report.self, from: Data(output.utf8))
+        let report = try await runLoad(target, ["--root", "QmVH7W8i9GnAiswiiFxznvhiEK3aWuoxS6BJuuBrJWtuam"],
+                                       name: "load-wrong-id", directory: directory, expectStatus: [1])
         #expect(report.errors == 1)
         #expect(report.blocks == 0)
         #expect(report.error_samples.first?.contains("cannot connect") == true, "\(report.error_samples)")

@@ -5,28 +5,11 @@ import Testing
 /// `edgeswap serve --quota-…` against our own Bitswap client: a peer over its quota gets DONT_HAVE (or loses its
 /// connection) while other peers are served in full.
 @Suite(.serialized) struct QuotaEndToEndTests {
-    struct Report: Decodable {
-        let blocks: Int
-        let errors: Int
-        let dont_haves: Int
-    }
-
     private func load(_ address: String, root: String, key: String, name: String, directory: TestDirectory)
-        async throws -> Report
+        async throws -> LoadReport
     {
-        let process = try ManagedProcess(
-            name: name, executable: InteropEnvironment.edgeswapBinary(),
-            arguments: ["load", address, "--root", root, "--key", key, "--json", "--round-timeout", "60"],
-            directory: directory)
-        _ = try await process.waitForExit(timeout: .seconds(120))
-        let line = try #require(process.stdoutLines().last { $0.hasPrefix("{") }, "load printed: \(process.stderr())")
-        return try JSONDecoder().decode(Report.self, from: Data(line.utf8))
-    }
-
-    private func key(_ name: String, in directory: TestDirectory) async throws -> String {
-        let path = directory.path(name).path
-        try await runEdgeswap("key-\(name)", ["key", "new", "--output", path], directory: directory)
-        return path
+        try await runLoad(address, ["--root", root, "--key", key, "--round-timeout", "60"], name: name,
+                          directory: directory)
     }
 
     @Test func peerOverItsByteQuotaGetsDontHaveWhileOthersAreServed() async throws {
@@ -42,7 +25,7 @@ import Testing
         let admin = String(try await server.process.waitForLine(matching: "^admin http://", timeout: .seconds(10))
             .dropFirst("admin ".count))
 
-        let greedy = try await key("greedy.key", in: directory)
+        let greedy = try await newKeyFile("greedy.key", in: directory)
         let first = try await load(address, root: fixture.root, key: greedy, name: "load-greedy", directory: directory)
         #expect(first.errors == 0, "\(first)")
         #expect(first.blocks > 0 && first.blocks < fixture.blocks, "served until the cap: \(first)")
@@ -52,7 +35,7 @@ import Testing
         #expect(again.blocks == 0 && again.dont_haves > 0, "\(again)")
 
         // Another peer has its own quota; the server is fine.
-        let other = try await key("other.key", in: directory)
+        let other = try await newKeyFile("other.key", in: directory)
         let served = try await load(address, root: fixture.root, key: other, name: "load-other", directory: directory)
         #expect(served.blocks > 0 && served.errors == 0, "\(served)")
 
@@ -69,7 +52,7 @@ import Testing
         let fixture = try store.manifest.fixture("cidv0-20mib")
         let (server, address) = try await store.serve(["--quota-subrequests", "2", "--quota-action", "close"])
         defer { server.process.terminate() }
-        let peer = try await key("peer.key", in: directory)
+        let peer = try await newKeyFile("peer.key", in: directory)
         let report = try await load(address, root: fixture.root, key: peer, name: "load-closed", directory: directory)
         #expect(report.errors > 0, "the connection was closed mid-DAG: \(report)")
         #expect(report.blocks < fixture.blocks)

@@ -35,7 +35,7 @@ import Testing
             s3 = try await SeaweedFS(name: name)
             redis = try await RedisServer()
             fixtures = directory.path("fixtures").path
-            try await Self.run(["fixtures", "--output", fixtures], environment: [:], directory: directory)
+            try await runEdgeswap("fixtures", ["fixtures", "--output", fixtures], directory: directory)
             manifest = try JSONDecoder().decode(
                 Manifest.self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/fixtures.json")))
         }
@@ -66,8 +66,8 @@ import Testing
 
         func ingest(_ names: [String]) async throws {
             let cars = try names.map { fixtures + "/" + (try fixture($0)).car }
-            try await Self.run(["ingest", "--quiet"] + storeArguments + cars, environment: environment,
-                               directory: directory, name: "ingest")
+            try await runEdgeswap("ingest", ["ingest", "--quiet"] + storeArguments + cars, directory: directory,
+                                  environment: environment)
         }
 
         /// `edgeswap serve` on the S3 store, with Redis unless `redis` is false, and an admin port.
@@ -76,7 +76,7 @@ import Testing
                    extra: [String] = []) async throws -> (EdgeswapServe, String) {
             let key = directory.path("server.key").path
             if !FileManager.default.fileExists(atPath: key) {
-                try await Self.run(["key", "new", "--output", key], environment: [:], directory: directory, name: "key")
+                try await runEdgeswap("key", ["key", "new", "--output", key], directory: directory)
             }
             let server = try await EdgeswapServe.start(
                 ["--key", key, "--log-level", "debug", "--admin-listen", "127.0.0.1:0",
@@ -95,25 +95,8 @@ import Testing
         func load(_ cids: [String], from address: String, identity: String, name: String) async throws -> LoadReport {
             let list = directory.path("\(name).wantlist")
             try (cids.joined(separator: "\n") + "\n").write(to: list, atomically: true, encoding: .utf8)
-            let output = try await Self.run(
-                ["load", address, "--key", identity, "--wantlist", list.path, "--json",
-                 "--round-timeout", "30"],
-                environment: [:], directory: directory, name: name, allowFailure: true)
-            let json = try #require(output.split(separator: "\n").last { $0.hasPrefix("{") }, "load printed \(output)")
-            return try JSONDecoder().decode(LoadReport.self, from: Data(json.utf8))
-        }
-
-        /// Runs the edgeswap binary to completion; its stdout.
-        @discardableResult
-        static func run(_ arguments: [String], environment: [String: String], directory: TestDirectory,
-                        name: String? = nil, allowFailure: Bool = false) async throws -> String {
-            let process = try ManagedProcess(name: name ?? arguments[0], executable: InteropEnvironment.edgeswapBinary(),
-                                             arguments: arguments, environment: environment, directory: directory)
-            let status = try await process.waitForExit(timeout: .seconds(180))
-            if status != 0 && !allowFailure {
-                throw process.failure("edgeswap \(arguments[0]) exited with \(status)")
-            }
-            return process.stdout()
+            return try await runLoad(address, ["--key", identity, "--wantlist", list.path, "--round-timeout", "30"],
+                                     name: name, directory: directory)
         }
 
         /// Keys in Redis matching `pattern` (redis-cli, from Debian's redis-tools).
@@ -124,15 +107,6 @@ import Testing
             _ = try await process.waitForExit(timeout: .seconds(10))
             return process.stdoutLines().filter { !$0.isEmpty }
         }
-    }
-
-    /// What `edgeswap load --json` prints (the fields read here).
-    struct LoadReport: Decodable {
-        let blocks: Int
-        let bytes: Int
-        let errors: Int
-        let dont_haves: Int
-        let error_samples: [String]
     }
 
     /// Metric `name`'s value in a Prometheus text page.
@@ -185,9 +159,7 @@ import Testing
         let fixture = try stack.fixture("cidv0-20mib")
         let cids = try Self.cids(ofCAR: stack.fixtures + "/" + fixture.car).map(\.description)
         #expect(cids.first == fixture.root)
-        let identity = stack.directory.path("client.key").path
-        try await Stack.run(["key", "new", "--output", identity], environment: [:], directory: stack.directory,
-                            name: "client-key")
+        let identity = try await newKeyFile("client.key", in: stack.directory)
 
         let (first, _) = try await stack.serve(name: "serve-a")
         defer { first.process.terminate() }
@@ -213,9 +185,7 @@ import Testing
 
         // A peer with another identity gets nothing for the same non-root blocks on B: no scope, and the
         // blocks are under no root it asked for (blockmap still finds them: served, but only after listings).
-        let stranger = stack.directory.path("stranger.key").path
-        try await Stack.run(["key", "new", "--output", stranger], environment: [:], directory: stack.directory,
-                            name: "stranger-key")
+        let stranger = try await newKeyFile("stranger.key", in: stack.directory)
         let other = try await stack.load([cids[5]], from: second.listeners[0].multiaddr, identity: stranger,
                                          name: "load-stranger")
         #expect(other.blocks == 1)
@@ -228,9 +198,7 @@ import Testing
         try await stack.ingest(["rawleaves-3mib"])
         let fixture = try stack.fixture("rawleaves-3mib")
         let cids = try Self.cids(ofCAR: stack.fixtures + "/" + fixture.car).map(\.description)
-        let identity = stack.directory.path("client.key").path
-        try await Stack.run(["key", "new", "--output", identity], environment: [:], directory: stack.directory,
-                            name: "client-key")
+        let identity = try await newKeyFile("client.key", in: stack.directory)
         let (server, admin) = try await stack.serve(name: "serve", extra: ["--s3-retries", "1", "--s3-timeout", "2"])
         defer { server.process.terminate() }
         let address = server.listeners[0].multiaddr
@@ -305,9 +273,7 @@ import Testing
         try await client.bucket(stack.bucket).put(try #require(carKeys.first), bytes: bytes)
         try await client.shutdown()
 
-        let identity = stack.directory.path("client.key").path
-        try await Stack.run(["key", "new", "--output", identity], environment: [:], directory: stack.directory,
-                            name: "client-key")
+        let identity = try await newKeyFile("client.key", in: stack.directory)
         let (server, admin) = try await stack.serve(name: "serve")
         defer { server.process.terminate() }
         let report = try await stack.load(cids.map(\.description), from: server.listeners[0].multiaddr,

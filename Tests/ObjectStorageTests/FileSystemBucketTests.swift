@@ -28,6 +28,20 @@ private func temporaryRoot() throws -> String {
         #expect(temp.isEmpty)
     }
 
+    @Test func aMissingPrefixListsNothingButAMissingRootIsAnError() async throws {
+        let root = try temporaryRoot()
+        let bucket = try FileSystemBucket(root: root)
+        try await bucket.put("a/b", bytes: [1])
+        #expect(try await bucket.list(prefix: "nothing/here", after: nil, limit: 10) == [])
+        try FileManager.default.removeItem(atPath: root)
+        // The store went away: readiness and lookups must see an error, not an empty store.
+        for prefix in ["", "a/", "nothing/here"] {
+            await #expect(throws: BucketError.self, "list(\(prefix))") {
+                _ = try await bucket.list(prefix: prefix, after: nil, limit: 10)
+            }
+        }
+    }
+
     /// UTF-8 binary order with a sibling between "a" and "a/" ("a-b"), which SeaweedFS cannot list in that
     /// order (see BucketConformanceTests.listing).
     @Test func listIsOrderedAndPaged() async throws {

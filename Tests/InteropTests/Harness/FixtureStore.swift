@@ -36,17 +36,57 @@ struct FixtureManifestFile: Decodable, Sendable {
     }
 }
 
-/// Runs the built `edgeswap` binary to completion and returns its stdout.
+/// Runs the built `edgeswap` binary to completion (with `environment` added to this process's) and returns its
+/// stdout; any exit status in `expectStatus` is accepted, any other fails with the process's output.
 @discardableResult
 func runEdgeswap(_ name: String, _ arguments: [String], directory: TestDirectory,
+                 environment: [String: String] = [:], expectStatus: Set<Int32> = [0],
                  timeout: Duration = .seconds(300)) async throws -> String {
     let process = try ManagedProcess(name: name, executable: InteropEnvironment.edgeswapBinary(),
-                                     arguments: arguments, environment: [:], directory: directory)
+                                     arguments: arguments, environment: environment, directory: directory)
     return try await withManagedProcess(process) { process in
         let status = try await process.waitForExit(timeout: timeout)
-        guard status == 0 else { throw process.failure("edgeswap \(arguments.first ?? "") exited with \(status)") }
+        guard expectStatus.contains(status) else {
+            throw process.failure("edgeswap \(arguments.first ?? "") exited with \(status), expected \(expectStatus.sorted())")
+        }
         return process.stdout()
     }
+}
+
+/// What `edgeswap load --json` prints (one JSON object on the last line).
+struct LoadReport: Decodable, Sendable {
+    let clients: Int
+    let rounds: Int
+    let blocks: Int
+    let bytes: Int
+    let seconds: Double
+    let errors: Int
+    let dont_haves: Int
+    let haves: Int
+    let duplicates: Int
+    let latency_p50_ms: Double?
+    let latency_p99_ms: Double?
+    let mb_per_s: Double
+    let error_samples: [String]
+}
+
+/// Runs `edgeswap load TARGET ARGUMENTS --json` and decodes its report. Exit status 1 (the run had errors) is
+/// accepted: the report says what they were.
+func runLoad(_ target: String, _ arguments: [String], name: String, directory: TestDirectory,
+             expectStatus: Set<Int32> = [0, 1]) async throws -> LoadReport {
+    let output = try await runEdgeswap(name, ["load", target] + arguments + ["--json"], directory: directory,
+                                       expectStatus: expectStatus)
+    guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+        throw InteropHarnessError("edgeswap load printed no report: \(output)")
+    }
+    return try JSONDecoder().decode(LoadReport.self, from: Data(line.utf8))
+}
+
+/// A fresh identity file from `edgeswap key new`.
+func newKeyFile(_ name: String, in directory: TestDirectory, type: String = "ed25519") async throws -> String {
+    let path = directory.path(name).path
+    try await runEdgeswap("key-\(name)", ["key", "new", "--type", type, "--output", path], directory: directory)
+    return path
 }
 
 /// The generated fixtures, made once per test process (the 20 MiB one takes a while in a debug build) into
