@@ -106,7 +106,7 @@ let package = Package(
         .target(
             name: "Quota",
             dependencies: [
-                "Bitswap", "BlockStore", "Multiformats", "Redis",
+                "Bitswap", "Multiformats", "Redis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -191,7 +191,7 @@ let package = Package(
         .testTarget(name: "InteropTests", dependencies: ["EdgeswapTestSupport", "CAR", "Multiformats", "ObjectStorage"],
                     swiftSettings: strictSettings),
         .testTarget(name: "QuotaTests", dependencies: [
-            "Quota", "Bitswap", "BlockStore", "Multiformats", "Redis", "EdgeswapTestSupport",
+            "Quota", "Bitswap", "Multiformats", "Redis", "EdgeswapTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "BlockStoreTests", dependencies: [

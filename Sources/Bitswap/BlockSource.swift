@@ -153,9 +153,17 @@ extension BlockSource {
     }
 }
 
-/// An error a `BlockSource` throws to have the peer's connection closed rather than its wants answered (for
-/// example a quota whose policy is to disconnect). The Bitswap service logs it and closes the connection.
-public protocol ConnectionClosingError: Error, Sendable {}
+/// A step before every lookup batch and after it: per-peer quotas, rate limits. The engine asks it nothing
+/// itself (it is sans-IO); the owner of the engine calls `admit` before running a `.lookup` action, feeds a
+/// refusal back with `BitswapEngine.admission(_:for:)` (a `.close` becomes an engine action), and after an
+/// admitted lookup reports what it cost with `charge`.
+public protocol LookupGate: Sendable {
+    /// Whether `batch` may be looked up.
+    func admit(_ batch: BlockLookupBatch) async -> BitswapEngine.Admission
+    /// What an admitted batch cost: the storage subrequests it caused (counted by the storage layer while the
+    /// lookup ran) and the block bytes it returned.
+    func charge(_ batch: BlockLookupBatch, subrequests: Int, bytes: Int) async
+}
 
 /// Why `BlockSource.get` could not return a block it may hold.
 public enum BlockSourceError: Error, Equatable, Sendable, CustomStringConvertible {

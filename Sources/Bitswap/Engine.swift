@@ -38,9 +38,15 @@ public struct BitswapEngine: Sendable {
         public var lookupBatchSize = 32
         /// Lookup batches outstanding at once.
         public var maxConcurrentLookups = 2
-        /// No new lookups while this many block bytes wait to be sent (boxo's
-        /// `MaxOutstandingBytesPerPeer` 1 MiB is the same kind of soft backpressure).
-        public var maxBufferedBytes = 1 << 20
+        /// The per-connection byte budget of answers: looked-up block bytes waiting to be sent plus the bytes
+        /// the lookups in flight are expected to return. No lookup starts past it, so a peer that stops reading
+        /// makes this side hold at most the budget (plus the error of the size estimate, below), one message and
+        /// the stream's write buffer; then its wants wait. boxo's `MaxOutstandingBytesPerPeer` (1 MiB) is the same
+        /// kind of bound.
+        public var maxBufferedBytes = 2 << 20
+        /// What a want-block is expected to return before any block was seen on the connection (the common UnixFS
+        /// chunk). After that, the largest block seen on the connection is the estimate.
+        public var initialBlockSizeEstimate = 256 << 10
         /// Hash functions served (boxo's `verifcid` allowlist is the model).
         public var allowedHashes: Set<UInt64> = Hashing.supported
 
@@ -73,6 +79,21 @@ public struct BitswapEngine: Sendable {
         case send(ByteBuffer)
         /// A want was refused; count or log it.
         case refused(Refusal)
+        /// Close the connection (a lookup gate said so, e.g. a quota whose policy is to disconnect). The
+        /// engine has dropped every want and answers nothing more: no DONT_HAVE races out before the close
+        /// to read as an ordinary miss.
+        case close(reason: String)
+    }
+
+    /// What a `LookupGate` decided for one lookup batch, fed back with `admission(_:for:)` when it was not
+    /// `.admit` (an admitted batch comes back through `lookupCompleted`).
+    public enum Admission: Sendable, Equatable {
+        /// Run the lookup.
+        case admit
+        /// Do not look up; every want of the batch is a miss (DONT_HAVE where the peer asked for one).
+        case refuse(reason: String)
+        /// Do not look up; close the connection.
+        case close(reason: String)
     }
 
     /// Counters for metrics.
@@ -132,7 +153,14 @@ public struct BitswapEngine: Sendable {
     var batches: [UInt64: [WantKey]] = [:]
     var nextSeq: UInt64 = 0
     var nextBatchID: UInt64 = 1
+    /// The bytes each batch in flight is expected to return (`issueLookups`), and their sum.
+    var batchEstimates: [UInt64: Int] = [:]
+    var inFlightBytes = 0
+    /// The largest block seen on this connection (0 before the first).
+    var largestBlockSeen = 0
     var outboundReady = true
+    /// Set once a `.close` action was returned: every later event returns nothing.
+    var closed = false
 
     public init(peer: PeerContext, configuration: Configuration = Configuration()) {
         self.peer = peer
@@ -142,10 +170,17 @@ public struct BitswapEngine: Sendable {
     /// The number of wants currently held for this peer.
     public var wantCount: Int { wants.count }
 
+    /// Block bytes looked up and waiting to be sent (bounded by `maxBufferedBytes` plus the batches in flight).
+    public var bufferedBytes: Int { readyBytes }
+
+    /// Lookup batches issued and not yet answered.
+    public var lookupsInFlight: Int { batches.count }
+
     // MARK: Events
 
     /// A decoded message from the peer.
     public mutating func receive(_ message: BitswapMessage) -> [Action] {
+        guard !closed else { return [] }
         var actions: [Action] = []
         var rejectedEntries = message.rejectedEntries
         var wantlist = message.wantlist
@@ -180,7 +215,8 @@ public struct BitswapEngine: Sendable {
     /// The results of lookup batch `id`. CIDs missing from `results` count as not found.
     public mutating func lookupCompleted(id: UInt64, results: [CID: BlockLookupResult]) -> [Action] {
         var actions: [Action] = []
-        guard let keys = batches.removeValue(forKey: id) else { return actions }
+        guard !closed, let keys = batches.removeValue(forKey: id) else { return actions }
+        inFlightBytes -= batchEstimates.removeValue(forKey: id) ?? 0
         for key in keys {
             guard let want = wants[key], want.state == .inFlight(id) else {
                 statistics.staleResults += 1
@@ -201,8 +237,30 @@ public struct BitswapEngine: Sendable {
         return lookupCompleted(id: id, results: results)
     }
 
+    /// A gate's decision for batch `id` other than `.admit`: `.refuse` answers the batch as misses, `.close`
+    /// ends the engine with a `.close` action.
+    public mutating func admission(_ decision: Admission, for id: UInt64) -> [Action] {
+        switch decision {
+        case .admit:
+            return []
+        case .refuse:
+            return lookupCompleted(id: id, results: [:])
+        case .close(let reason):
+            guard !closed else { return [] }
+            closed = true
+            wants.removeAll()
+            ready.removeAll()
+            readyBytes = 0
+            batches.removeAll()
+            batchEstimates.removeAll()
+            inFlightBytes = 0
+            return [.close(reason: reason)]
+        }
+    }
+
     /// The outbound stream can take the next message.
     public mutating func outboundWritable() -> [Action] {
+        guard !closed else { return [] }
         outboundReady = true
         var actions: [Action] = []
         pump(&actions)
@@ -290,6 +348,7 @@ public struct BitswapEngine: Sendable {
         var answer: Answer?
         switch result {
         case .block(let data):
+            largestBlockSeen = max(largestBlockSeen, data.readableBytes)
             if data.readableBytes > configuration.maxBlockSize {
                 refuse(.blockTooLarge(want.cid, size: data.readableBytes), &actions)
             } else if want.wantType == .have && data.readableBytes > configuration.replaceHaveWithBlockSize {
@@ -330,16 +389,36 @@ public struct BitswapEngine: Sendable {
         }
     }
 
+    /// Starts lookups while the budget has room: `maxBufferedBytes` less the bytes waiting to be sent and the
+    /// bytes the batches in flight are expected to return. A want-block is expected to return the largest block
+    /// seen on the connection (`initialBlockSizeEstimate` before the first), a want-have at most
+    /// `replaceHaveWithBlockSize`. With nothing waiting and nothing in flight one want always starts, so a block
+    /// larger than the budget is still served.
     private mutating func issueLookups(_ actions: inout [Action]) {
-        guard batches.count < configuration.maxConcurrentLookups,
-              readyBytes < configuration.maxBufferedBytes else { return }
+        guard batches.count < configuration.maxConcurrentLookups else { return }
+        var room = configuration.maxBufferedBytes - readyBytes - inFlightBytes
+        let idle = batches.isEmpty && readyBytes == 0
+        guard room > 0 || idle else { return }
         var queued = wants.filter { $0.value.state == .queued }.map { ($0.key, $0.value) }
         guard !queued.isEmpty else { return }
         queued.sort { $0.1.priority != $1.1.priority ? $0.1.priority > $1.1.priority : $0.1.seq < $1.1.seq }
+        let blockEstimate = max(1, largestBlockSeen > 0 ? largestBlockSeen : configuration.initialBlockSizeEstimate)
+        let haveEstimate = max(1, configuration.replaceHaveWithBlockSize)
         var start = 0
-        while start < queued.count && batches.count < configuration.maxConcurrentLookups {
-            let slice = queued[start..<min(start + configuration.lookupBatchSize, queued.count)]
-            start += slice.count
+        while start < queued.count && batches.count < configuration.maxConcurrentLookups
+            && (room > 0 || (idle && start == 0))
+        {
+            var count = 0
+            var estimate = 0
+            while start + count < queued.count && count < configuration.lookupBatchSize {
+                let cost = queued[start + count].1.wantType == .have ? haveEstimate : blockEstimate
+                if count > 0 && estimate + cost > room { break }
+                estimate += cost
+                count += 1
+            }
+            let slice = queued[start..<start + count]
+            start += count
+            room -= estimate
             let id = nextBatchID
             nextBatchID += 1
             var requests: [BlockRequest] = []
@@ -349,6 +428,8 @@ public struct BitswapEngine: Sendable {
                 requests.append(BlockRequest(cid: want.cid, wantType: want.wantType, priority: want.priority))
             }
             batches[id] = slice.map(\.0)
+            batchEstimates[id] = estimate
+            inFlightBytes += estimate
             actions.append(.lookup(id: id, BlockLookupBatch(
                 peer: peer, requests: requests,
                 replaceHaveWithBlockSize: configuration.replaceHaveWithBlockSize,

@@ -30,6 +30,9 @@ public struct IndexedCARBlockSourceSettings: Sendable, Equatable {
     public var peerScopePeers: Int = 10_000
     /// How many CARs one peer's scope remembers (most recent kept).
     public var peerScopeCARsPerPeer: Int = 32
+    /// Byte budget of the verified block cache (`VerifiedBlockCache`: blocks that passed verification, served
+    /// again without a storage read or a hash); 0 turns it off.
+    public var blockCacheBytes: Int = 128 << 20
     /// Largest block served (the Bitswap engine's own limit, `BlockLookupBatch.maxBlockSize`, also
     /// applies). 2 MiB is the largest block Bitswap implementations are required to accept; bigger
     /// sections are refused after reading only their head.
@@ -84,6 +87,8 @@ public struct BlockSourceStatistics: Sendable, Equatable {
     /// Calls to the shared store (scopes or indexes) that failed; each was logged and the lookup went on
     /// without it.
     public var sharedStoreFailures = 0
+    /// The verified block cache's counters (hits cost no storage request and no hash).
+    public var blockCache = VerifiedBlockCache.Statistics()
 }
 
 /// A block source over a store laid out by `edgeswap ingest` (`StoreLayout`): CAR files in carpark, their
@@ -110,28 +115,40 @@ public final class IndexedCARBlockSource: Sendable {
     public let sharedScopes: (any SharedPeerScopes)?
     /// CAR indexes shared by every instance (Redis), or nil for in-process LRU then satnav.
     public let sharedIndexes: (any SharedIndexCache)?
+    /// Verified blocks served again without storage or hashing (off when `blockCacheBytes` is 0).
+    public let blockCache: VerifiedBlockCache
     private let state: BlockSourceState
     private let logger: Logger
 
     public init(buckets: StoreBuckets, settings: IndexedCARBlockSourceSettings = IndexedCARBlockSourceSettings(),
                 sharedScopes: (any SharedPeerScopes)? = nil, sharedIndexes: (any SharedIndexCache)? = nil,
                 logger: Logger = Logger(label: "edgeswap.blockstore")) {
-        self.buckets = buckets
+        // Every request goes through a MeteredBucket: storage subrequests are counted there (for quotas), not
+        // by hand where the source calls the store.
+        self.buckets = buckets.metered()
         self.settings = settings
         self.sharedScopes = sharedScopes
         self.sharedIndexes = sharedIndexes
         self.state = BlockSourceState(settings: settings)
+        self.blockCache = VerifiedBlockCache(capacity: settings.blockCacheBytes)
         self.logger = logger
     }
 
     /// The counters so far.
-    public func statistics() async -> BlockSourceStatistics { await state.statistics() }
+    public func statistics() async -> BlockSourceStatistics {
+        var statistics = await state.statistics()
+        statistics.blockCache = blockCache.statistics
+        return statistics
+    }
 
     /// The CARs in `peer`'s scope, most recent first (for diagnostics and tests).
     public func scope(of peer: String) async -> [CID] { await state.scope(of: peer, now: .now) }
 
-    /// Drops every cached index, scope and negative entry (counters are kept).
-    public func clearCaches() async { await state.clear() }
+    /// Drops every cached index, scope, negative entry and cached block (counters are kept).
+    public func clearCaches() async {
+        await state.clear()
+        blockCache.removeAll()
+    }
 
     /// One block.
     public func get(_ cid: CID, peer: String? = nil) async -> BlockLookup {
@@ -158,10 +175,34 @@ public final class IndexedCARBlockSource: Sendable {
         if let peer { known = await scope(of: peer, now: now) }
         var wanted: [CID: [Want]] = [:]
         var entries: [CID: CAREntry] = [:]
+        /// For wants found as roots through dudewhere: the CARs listed (kept with the block in the cache).
+        var rootCARs: [Int: [CID]] = [:]
 
         for (i, (cid, have)) in cids.enumerated() {
             let mh = cid.multihash
             if mh.code == Multicodec.identity { continue }
+            // 2. The verified block cache: no storage request, no hash. A root's CARs still join the scope, so
+            // the peer's next, uncached wants under it are found. A block cached without root CARs is not used
+            // for a peer with no scope yet: such a peer's first want is usually its root, and resolving it is
+            // what gives the peer a scope (a root first found through the scope of another peer is cached
+            // without its CARs).
+            if let hit = blockCache.get(mh, onlyRoots: known.isEmpty && peer != nil) {
+                if !hit.rootCARs.isEmpty {
+                    let fresh = hit.rootCARs.filter { !known.contains($0) }
+                    if !fresh.isEmpty {
+                        known.insert(contentsOf: fresh, at: 0)
+                        if let peer { await addToScope(peer, cars: fresh, now: now) }
+                    }
+                }
+                if have && hit.block.readableBytes > replaceHaveWithBlockSize {
+                    results[i] = .have
+                } else if hit.block.readableBytes > maxBlockSize {
+                    results[i] = .tooLarge(UInt64(hit.block.readableBytes))
+                } else {
+                    results[i] = .block(hit.block)
+                }
+                continue
+            }
             if await state.isKnownMissing(mh, now: now) { continue }
             var failure: BucketError?
             // 3. CARs already known for this peer or batch.
@@ -183,6 +224,7 @@ public final class IndexedCARBlockSource: Sendable {
                     known.insert(contentsOf: fresh, at: 0)
                     if let peer { await addToScope(peer, cars: fresh, now: now) }
                     located = await find(mh, in: fresh, failure: &failure)
+                    if located != nil { rootCARs[i] = cars }
                 }
             case .failure(let error): failure = error
             }
@@ -225,7 +267,14 @@ public final class IndexedCARBlockSource: Sendable {
         for (i, answer) in answers {
             results[i] = answer
             switch answer {
-            case .block: served += 1
+            case .block(let block):
+                served += 1
+                // Verified by `section(at:)`: keep a compact copy, and serve that copy, so the coalesced read's
+                // buffer is released as soon as its blocks are looked up rather than when the last is sent.
+                if blockCache.isEnabled {
+                    results[i] = .block(blockCache.insert(cids[i].cid.multihash, block: block,
+                                                          rootCARs: rootCARs[i] ?? []))
+                }
             case .corrupt:
                 corrupt += 1
                 // Later want-haves must not claim a block that cannot be served.
@@ -326,7 +375,6 @@ public final class IndexedCARBlockSource: Sendable {
     private func list(_ bucket: any Bucket, prefix: String, space: String) async -> Result<[CID], BucketError> {
         await state.location(space + prefix, now: .now) {
             do throws(BucketError) {
-                StorageMeter.record()
                 let keys = try await bucket.listAll(prefix: prefix)
                 return .success(keys.compactMap { StoreLayout.carCID(fromKey: $0, prefix: prefix) })
             } catch {
@@ -396,7 +444,6 @@ public final class IndexedCARBlockSource: Sendable {
         let indexBytes: [UInt8]
         let start: [UInt8]
         do throws(BucketError) {
-            StorageMeter.record(2)  // the index, then the CAR's first bytes
             indexBytes = try await buckets.satnav.get(StoreLayout.indexKey(car))
             start = try await buckets.carpark.get(StoreLayout.carKey(car),
                                                   range: 0...(CARv2.minimumDataOffset - 1))
@@ -478,7 +525,6 @@ public final class IndexedCARBlockSource: Sendable {
     private func read(_ run: Run, in entry: CAREntry, maxBlockSize: Int) async -> [(Int, BlockLookup)] {
         let bytes: ByteBuffer
         do throws(BucketError) {
-            StorageMeter.record()
             bytes = try await buckets.carpark.getBuffer(
                 StoreLayout.carKey(entry.car),
                 range: (entry.payloadStart + run.start)...(entry.payloadStart + run.end - 1))

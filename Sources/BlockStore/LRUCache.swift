@@ -5,9 +5,11 @@
 /// entry to the front, `insert` evicts from the back until the total fits. An entry costlier than the
 /// whole budget is not kept at all (it would evict everything and then itself).
 struct LRUCache<Key: Hashable, Value> {
-    private struct Node {
+    fileprivate struct Node {
         var key: Key
-        var value: Value
+        /// nil once removed: a free slot must not keep its old value (a block's bytes, an index) alive until the
+        /// slot is reused.
+        var value: Value?
         var cost: Int
         var previous: Int
         var next: Int
@@ -40,7 +42,7 @@ struct LRUCache<Key: Hashable, Value> {
     func contains(_ key: Key) -> Bool { slots[key] != nil }
 
     /// The value for `key` without touching its recency.
-    func peek(_ key: Key) -> Value? { slots[key].map { nodes[$0].value } }
+    func peek(_ key: Key) -> Value? { slots[key].flatMap { nodes[$0].value } }
 
     /// Stores `value` at `cost`, replacing any previous value, then evicts least recently used entries
     /// until the total cost fits the capacity.
@@ -72,6 +74,7 @@ struct LRUCache<Key: Hashable, Value> {
         guard let slot = slots.removeValue(forKey: key) else { return }
         unlink(slot)
         totalCost -= nodes[slot].cost
+        nodes[slot].value = nil
         free.append(slot)
     }
 
@@ -93,3 +96,6 @@ struct LRUCache<Key: Hashable, Value> {
         if tail < 0 { tail = slot }
     }
 }
+
+extension LRUCache: Sendable where Key: Sendable, Value: Sendable {}
+extension LRUCache.Node: Sendable where Key: Sendable, Value: Sendable {}

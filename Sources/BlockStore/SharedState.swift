@@ -94,27 +94,3 @@ public enum CachedCARIndexError: Error, Equatable, Sendable, CustomStringConvert
     }
 }
 
-/// Counts the storage subrequests (LISTs, index GETs, ranged GETs of CAR bytes) made on behalf of one lookup,
-/// for per-peer quotas. Bound as a task-local around a lookup; the block source adds to it where it calls the
-/// store, including in the tasks it starts (child tasks inherit it). A cold index load shared by several
-/// lookups (single flight) is charged to the lookup that started it.
-public final class StorageMeter: Sendable {
-    @TaskLocal public static var current: StorageMeter?
-
-    private let counter = NIOLockedValueBox(0)
-
-    public init() {}
-
-    /// Subrequests so far.
-    public var count: Int { counter.withLockedValue { $0 } }
-
-    /// Adds `n` subrequests (for block sources other than `IndexedCARBlockSource`).
-    public func add(_ n: Int) {
-        counter.withLockedValue { $0 += n }
-    }
-
-    /// Adds `n` to the meter in scope, if any.
-    static func record(_ n: Int = 1) {
-        current?.add(n)
-    }
-}

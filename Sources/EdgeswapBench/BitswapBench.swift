@@ -84,6 +84,7 @@ func runBitswapBenchmarks() {
                 sentBytes += frame.readableBytes
                 pending += engine.outboundWritable()
             case .refused: fatalError("refused")
+            case .close: fatalError("closed")
             }
         }
     }

@@ -1,5 +1,4 @@
 import Bitswap
-import BlockStore
 import Logging
 import Multiformats
 import NIOConcurrencyHelpers
@@ -140,16 +139,6 @@ public struct RedisQuotaLedger: QuotaLedger {
     }
 }
 
-/// Thrown by `QuotaLimitedBlockSource` under `.close`: the Bitswap service closes the peer's connection.
-public struct QuotaExceeded: ConnectionClosingError, CustomStringConvertible {
-    public let peer: String
-    public let usage: QuotaUsage
-
-    public var description: String {
-        "quota exceeded for \(peer): \(usage.subrequests) storage subrequests, \(usage.bytes) bytes this window"
-    }
-}
-
 /// Counters for metrics.
 public struct QuotaStatistics: Sendable, Equatable {
     /// Lookup batches refused because the peer was over its quota.
@@ -162,16 +151,16 @@ public struct QuotaStatistics: Sendable, Equatable {
     public var ledgerFailures = 0
 }
 
-/// A `BlockSource` that charges each peer's lookups to a `QuotaLedger` and refuses the peer's lookups once it
-/// is over its quota for the window.
+/// Per-peer quotas as a `LookupGate`: the step the Bitswap service takes before every lookup batch and after it.
 ///
-/// Before a batch, the peer's usage is read (a zero charge); over a cap, the batch is refused as the policy
-/// says. Otherwise the batch runs with a `StorageMeter` in scope, and its storage subrequests and the bytes of
-/// the blocks it returned are charged. A batch that starts under a cap is served whole, so a cap can be passed
-/// by at most one batch (the engine's lookup batch size bounds that). A ledger that fails (Redis down) is
-/// counted and logged, and the batch is served.
-public final class QuotaLimitedBlockSource: BlockSource {
-    public let base: any BlockSource
+/// Before a batch (`admit`), the peer's usage is read (a zero charge); over a cap the batch is refused as the
+/// policy says: `.refuse` (every want a miss, DONT_HAVE where asked) or `.close` (the engine's close action).
+/// After an admitted batch (`charge`), the storage subrequests it caused (counted by `MeteredBucket` while it
+/// ran) and the bytes of the blocks it returned are added. A batch that starts under a cap is served whole, so a
+/// cap can be passed by at most one batch (the engine's lookup batch size bounds that). Bytes served from the
+/// verified block cache count too (they are block bytes sent); cache hits cost no subrequest. A ledger that
+/// fails (Redis down) is counted and logged, and the batch is served.
+public final class QuotaGate: LookupGate {
     public let policy: QuotaPolicy
     public let ledger: any QuotaLedger
     private let logger: Logger
@@ -179,10 +168,8 @@ public final class QuotaLimitedBlockSource: BlockSource {
     private let clock: @Sendable () -> Int64
 
     /// `unixMilliseconds` is the wall clock (replaceable in tests).
-    public init(base: any BlockSource, policy: QuotaPolicy, ledger: any QuotaLedger,
-                logger: Logger = Logger(label: "edgeswap.quota"),
-                unixMilliseconds: @escaping @Sendable () -> Int64 = QuotaLimitedBlockSource.wallClockMilliseconds) {
-        self.base = base
+    public init(policy: QuotaPolicy, ledger: any QuotaLedger, logger: Logger = Logger(label: "edgeswap.quota"),
+                unixMilliseconds: @escaping @Sendable () -> Int64 = QuotaGate.wallClockMilliseconds) {
         self.policy = policy
         self.ledger = ledger
         self.logger = logger
@@ -197,24 +184,36 @@ public final class QuotaLimitedBlockSource: BlockSource {
         return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 
-    public func lookup(_ batch: BlockLookupBatch) async throws -> [CID: BlockLookupResult] {
+    public func admit(_ batch: BlockLookupBatch) async -> BitswapEngine.Admission {
         let peer = Multibase.base58btc.encodeWithoutPrefix(batch.peer.peerID)
         let window = policy.windowIndex(atUnixMilliseconds: clock())
-        if let usage = await charge(peer, window, subrequests: 0, bytes: 0), policy.isExhausted(usage) {
-            return try refuse(batch, peer: peer, usage: usage)
+        guard let usage = await charge(peer, window, subrequests: 0, bytes: 0), policy.isExhausted(usage) else {
+            return .admit
         }
-        let meter = StorageMeter()
-        let results = try await StorageMeter.$current.withValue(meter) { try await base.lookup(batch) }
-        var bytes = 0
-        for result in results.values {
-            if case .block(let data) = result { bytes += data.readableBytes }
+        let first = counters.withLockedValue { c -> Bool in
+            c.refusedBatches += 1
+            c.refusedWants += batch.requests.count
+            if policy.action == .close { c.closedConnections += 1 }
+            return c.refusedBatches == 1 || c.refusedBatches.isMultiple(of: 100)
         }
-        _ = await charge(peer, window, subrequests: meter.count, bytes: bytes)
-        return results
+        if first || policy.action == .close {
+            logger.notice("peer over quota", metadata: [
+                "peer": "\(peer)", "subrequests": "\(usage.subrequests)", "bytes": "\(usage.bytes)",
+                "action": "\(policy.action.rawValue)",
+            ])
+        }
+        let reason = "quota exceeded for \(peer): \(usage.subrequests) storage subrequests, \(usage.bytes) bytes this window"
+        switch policy.action {
+        case .dontHave: return .refuse(reason: reason)
+        case .close: return .close(reason: reason)
+        }
     }
 
-    public func missingBlocks(under root: CID, have: Set<Multihash>, peer: PeerContext) async throws -> [Multihash] {
-        try await base.missingBlocks(under: root, have: have, peer: peer)
+    public func charge(_ batch: BlockLookupBatch, subrequests: Int, bytes: Int) async {
+        guard subrequests > 0 || bytes > 0 else { return }
+        let peer = Multibase.base58btc.encodeWithoutPrefix(batch.peer.peerID)
+        let window = policy.windowIndex(atUnixMilliseconds: clock())
+        _ = await charge(peer, window, subrequests: subrequests, bytes: bytes)
     }
 
     private func charge(_ peer: String, _ window: Int64, subrequests: Int, bytes: Int) async -> QuotaUsage? {
@@ -232,25 +231,6 @@ public final class QuotaLimitedBlockSource: BlockSource {
             }
             return nil
         }
-    }
-
-    private func refuse(_ batch: BlockLookupBatch, peer: String, usage: QuotaUsage) throws
-        -> [CID: BlockLookupResult]
-    {
-        let first = counters.withLockedValue { c -> Bool in
-            c.refusedBatches += 1
-            c.refusedWants += batch.requests.count
-            if policy.action == .close { c.closedConnections += 1 }
-            return c.refusedBatches == 1 || c.refusedBatches.isMultiple(of: 100)
-        }
-        if first || policy.action == .close {
-            logger.notice("peer over quota", metadata: [
-                "peer": "\(peer)", "subrequests": "\(usage.subrequests)", "bytes": "\(usage.bytes)",
-                "action": "\(policy.action.rawValue)",
-            ])
-        }
-        if policy.action == .close { throw QuotaExceeded(peer: peer, usage: usage) }
-        return [:]  // every CID absent: a miss, DONT_HAVE where asked
     }
 }
 

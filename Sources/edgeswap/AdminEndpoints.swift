@@ -15,7 +15,7 @@ struct AdminEndpoints: Sendable {
     /// The S3 client when the store is in S3 (its request counters are exported).
     let s3: S3Client?
     /// The quota gate when quotas are on.
-    let quota: QuotaLimitedBlockSource?
+    let quota: QuotaGate?
 
     func respond(_ method: HTTPMethod, _ path: String) async -> AdminResponse {
         guard method == .GET || method == .HEAD else {
@@ -68,6 +68,16 @@ struct AdminEndpoints: Sendable {
         out.add("edgeswap_store_negative_cache_hits_total", "counter", "Wants answered from the negative cache.",
                 store.negativeCacheHits)
         out.add("edgeswap_store_listings_total", "counter", "dudewhere and blockmap listings.", store.listings)
+        let cache = store.blockCache
+        out.add("edgeswap_block_cache_requests_total", "counter",
+                "Verified block cache look-ups (a hit costs no storage request and no hash).",
+                label: "result", [("hit", cache.hits), ("miss", cache.misses)])
+        out.add("edgeswap_block_cache_evictions_total", "counter", "Blocks evicted from the verified block cache.",
+                cache.evictions)
+        out.add("edgeswap_block_cache_bytes", "gauge", "Bytes held by the verified block cache.", cache.bytes)
+        out.add("edgeswap_block_cache_blocks", "gauge", "Blocks held by the verified block cache.", cache.entries)
+        out.add("edgeswap_bitswap_lookup_tasks", "gauge", "Lookup batches running, over every connection.",
+                service.lookupTasks)
         if let quota {
             let q = quota.statistics
             out.add("edgeswap_quota_refused_batches_total", "counter", "Lookup batches refused: the peer was over its quota.",

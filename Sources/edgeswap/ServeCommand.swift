@@ -231,14 +231,13 @@ struct ServeCommand: AsyncParsableCommand {
             sharedIndexes: redis.map { RedisIndexCache(client: $0, keyPrefix: self.redisOptions.redisPrefix,
                                                        ttl: .milliseconds(Int64(self.redisOptions.indexTTL * 1000))) },
             logger: Logger(label: "edgeswap.blockstore"))
-        var quota: QuotaLimitedBlockSource?
+        var quota: QuotaGate?
         if let policy = self.quotaOptions.policy {
             let ledger: any QuotaLedger = redis.map { RedisQuotaLedger(client: $0, keyPrefix: self.redisOptions.redisPrefix) }
                 ?? LocalQuotaLedger()
-            quota = QuotaLimitedBlockSource(base: source, policy: policy, ledger: ledger,
-                                            logger: Logger(label: "edgeswap.quota"))
+            quota = QuotaGate(policy: policy, ledger: ledger, logger: Logger(label: "edgeswap.quota"))
         }
-        let service = BitswapService(source: quota ?? source, configuration: self.servingOptions.engine,
+        let service = BitswapService(source: source, configuration: self.servingOptions.engine, gate: quota,
                                      logger: Logger(label: "edgeswap.bitswap"))
         service.register(on: host)
         let signals = SignalWaiter(signals: [SIGTERM, SIGINT])

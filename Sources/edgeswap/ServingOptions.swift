@@ -31,11 +31,15 @@ struct ServingOptions: ParsableArguments {
     var lookupConcurrency: Int = BitswapEngine.Configuration().maxConcurrentLookups
 
     @Option(name: .customLong("max-buffered-bytes"),
-            help: "Per connection: no new lookups while this many block bytes wait to be sent.")
+            help: "Per connection byte budget of queued answers: no new lookups while this many looked-up block bytes wait to be sent (a peer that stops reading holds at most this, plus the batches in flight, one message and the stream's write buffer; then its wants wait).")
     var maxBufferedBytes: Int = BitswapEngine.Configuration().maxBufferedBytes
 
     @Option(name: .customLong("index-cache-mib"), help: "MiB of decoded CAR indexes kept in memory (least recently used evicted).")
     var indexCacheMiB: Int = IndexedCARBlockSourceSettings().indexCacheBytes >> 20
+
+    @Option(name: .customLong("block-cache-mib"),
+            help: "MiB of verified blocks kept in memory and served again without a storage read or a hash (least recently used evicted); 0 turns the cache off.")
+    var blockCacheMiB: Int = IndexedCARBlockSourceSettings().blockCacheBytes >> 20
 
     @Option(name: .customLong("coalesce-gap"),
             help: "Wanted sections of one CAR at most this many bytes apart are read with one ranged read. Default 64 KiB, 512 KiB with S3.")
@@ -61,6 +65,7 @@ struct ServingOptions: ParsableArguments {
             ("--max-coalesced-read", maxCoalescedRead),
         ]
         for (name, value) in positive where value <= 0 { throw ValidationError("\(name) must be positive") }
+        guard blockCacheMiB >= 0 else { throw ValidationError("--block-cache-mib cannot be negative") }
         guard haveAsBlockMax >= 0, (coalesceGap ?? 0) >= 0, negativeCacheTTL >= 0, locationCacheTTL >= 0 else {
             throw ValidationError("--have-as-block-max, --coalesce-gap and the cache TTLs cannot be negative")
         }
@@ -90,6 +95,7 @@ struct ServingOptions: ParsableArguments {
     func source(remote: Bool) -> IndexedCARBlockSourceSettings {
         var settings = IndexedCARBlockSourceSettings()
         settings.indexCacheBytes = indexCacheMiB << 20
+        settings.blockCacheBytes = blockCacheMiB << 20
         settings.coalesceGap = UInt64(coalesceGap ?? (remote ? 512 << 10 : 64 << 10))
         settings.maxCoalescedRead = UInt64(maxCoalescedRead)
         settings.maxBlockSize = maxBlockSize

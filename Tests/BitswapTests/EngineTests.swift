@@ -264,13 +264,48 @@ struct EngineTests {
         for i in 0..<20 { cids.append(try source.add([UInt8(i), 1, 2, 3])) }
         var h = Harness(source: source)
         try h.receive(cids.map { .init(cid: $0, priority: 1) })
-        #expect(h.sent.count == 1)
-        #expect(h.sent[0].payload.count == 20)
+        try h.drain()
+        // Before any block is seen, a want-block is budgeted at 256 KiB (`initialBlockSizeEstimate`), so the 2 MiB
+        // budget starts 8 of them; once the engine has seen that the blocks are tiny, the other 12 are looked up
+        // together and travel in one message.
+        #expect(h.sent.map { $0.payload.count } == [8, 12])
+
+        // A budget that fits them all from the start: one message.
+        var config = BitswapEngine.Configuration()
+        config.maxBufferedBytes = 64 << 20
+        var h2 = Harness(source: source, configuration: config)
+        try h2.receive(cids.map { .init(cid: $0, priority: 1) })
+        #expect(h2.sent.count == 1)
+        #expect(h2.sent[0].payload.count == 20)
+    }
+
+    @Test func lookupsStopAtTheByteBudgetAndResumeAsAnswersAreSent() throws {
+        var source = MemoryBlockSource()
+        var cids: [CID] = []
+        for i in 0..<16 { cids.append(try source.add([UInt8](repeating: UInt8(i), count: 256 << 10))) }
+        var config = BitswapEngine.Configuration()
+        config.maxBufferedBytes = 1 << 20
+        var h = Harness(source: source, configuration: config)
+        h.autoComplete = false
+        try h.receive(cids.map { .init(cid: $0, priority: 1) })
+        // 1 MiB at 256 KiB a block: four wants start, the other twelve wait.
+        #expect(h.lookupBatches.flatMap(\.requests).count == 4)
+        #expect(h.engine.wantCount == 16)
+        try h.completeLookups()
+        // Their answers are sent one message at a time (the writer has not taken the first), and the budget
+        // is still full, so nothing more starts until the writer takes them.
+        #expect(h.lookupBatches.flatMap(\.requests).count <= 8)
+        h.autoComplete = true
+        try h.completeLookups()
+        try h.drain()
+        #expect(h.sent.flatMap(\.payload).count == 16)
     }
 
     @Test func perPeerCapDropsLowestPriorities() throws {
         var config = BitswapEngine.Configuration()
         config.maxWantsPerPeer = 10
+        // A budget that fits every want at once: this test is about which wants are kept, not about the budget.
+        config.maxBufferedBytes = 64 << 20
         var h = Harness(source: MemoryBlockSource(), configuration: config)
         h.autoComplete = false
         var entries: [BitswapMessage.Entry] = []

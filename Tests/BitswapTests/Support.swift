@@ -84,6 +84,7 @@ struct Harness {
     var source: MemoryBlockSource
     var sent: [BitswapMessage] = []
     var refusals: [BitswapEngine.Refusal] = []
+    var closes: [String] = []
     var pendingLookups: [(UInt64, BlockLookupBatch)] = []
     var lookupBatches: [BlockLookupBatch] = []
     /// When false, lookups are held until `completeLookups()`.
@@ -129,6 +130,7 @@ struct Harness {
             switch action {
             case .send(let frame): sent.append(try decodeFrame(frame))
             case .refused(let r): refusals.append(r)
+            case .close(let reason): closes.append(reason)
             case .lookup(let id, let batch):
                 lookupBatches.append(batch)
                 if autoComplete {

@@ -1,5 +1,4 @@
 import Bitswap
-import BlockStore
 import EdgeswapTestSupport
 import Multiformats
 import NIOConcurrencyHelpers
@@ -7,22 +6,6 @@ import NIOCore
 import Quota
 import Redis
 import Testing
-
-/// A source whose every lookup costs `subrequestsPerLookup` storage subrequests and returns every CID as a
-/// block of `blockSize` bytes.
-private struct CostlySource: BlockSource {
-    var subrequestsPerLookup = 1
-    var blockSize = 1000
-
-    func lookup(_ batch: BlockLookupBatch) async throws -> [CID: BlockLookupResult] {
-        StorageMeter.current?.add(subrequestsPerLookup)
-        var out: [CID: BlockLookupResult] = [:]
-        for request in batch.requests { out[request.cid] = .block(ByteBuffer(repeating: 7, count: blockSize)) }
-        return out
-    }
-
-    func missingBlocks(under root: CID, have: Set<Multihash>, peer: PeerContext) async throws -> [Multihash] { [] }
-}
 
 /// A ledger that is down.
 private struct BrokenLedger: QuotaLedger {
@@ -67,51 +50,104 @@ private final class TestClock: Sendable {
     }
 }
 
-@Suite struct QuotaLimitedBlockSourceTests {
+@Suite struct QuotaGateTests {
+    /// Admits `batch` and, when admitted, charges it as a lookup that cost `subrequests` and returned one block
+    /// of `blockSize` bytes per CID: what the Bitswap service does around each lookup.
+    private func serve(_ gate: QuotaGate, _ batch: BlockLookupBatch, subrequests: Int = 1, blockSize: Int = 1000)
+        async -> BitswapEngine.Admission
+    {
+        let decision = await gate.admit(batch)
+        if decision == .admit {
+            await gate.charge(batch, subrequests: subrequests, bytes: blockSize * batch.requests.count)
+        }
+        return decision
+    }
+
+    private func isRefusal(_ decision: BitswapEngine.Admission) -> Bool {
+        if case .refuse = decision { true } else { false }
+    }
+
     @Test func bytesCapTurnsFurtherWantsIntoMissesUntilTheWindowEnds() async throws {
         let clock = TestClock()
-        let gate = QuotaLimitedBlockSource(base: CostlySource(blockSize: 1000),
-                                           policy: QuotaPolicy(window: .seconds(60), maxBytes: 2500),
-                                           ledger: LocalQuotaLedger(), unixMilliseconds: clock.read)
+        let gate = QuotaGate(policy: QuotaPolicy(window: .seconds(60), maxBytes: 2500), ledger: LocalQuotaLedger(),
+                             unixMilliseconds: clock.read)
         // 1,000, 2,000, then 3,000 bytes: each batch started under the cap, so each is served.
-        for n in 0..<3 { #expect(try await gate.lookup(batch([try cid(n)])).count == 1) }
-        // Now over it: a miss for everything (the engine sends DONT_HAVE where asked).
-        #expect(try await gate.lookup(batch([try cid(3), try cid(4)])).isEmpty)
+        for n in 0..<3 { #expect(await serve(gate, batch([try cid(n)])) == .admit) }
+        // Now over it: refused, so the engine answers every want as a miss (DONT_HAVE where asked).
+        #expect(isRefusal(await serve(gate, batch([try cid(3), try cid(4)]))))
         #expect(gate.statistics.refusedBatches == 1)
         #expect(gate.statistics.refusedWants == 2)
         // Another peer has its own quota.
-        #expect(try await gate.lookup(batch([try cid(3)], peer: 2)).count == 1)
+        #expect(await serve(gate, batch([try cid(3)], peer: 2)) == .admit)
         // The next window starts afresh.
         clock.now.withLockedValue { $0 += 60_000 }
-        #expect(try await gate.lookup(batch([try cid(3)])).count == 1)
+        #expect(await serve(gate, batch([try cid(3)])) == .admit)
     }
 
-    @Test func subrequestCapCountsWhatTheSourceMetered() async throws {
-        let gate = QuotaLimitedBlockSource(base: CostlySource(subrequestsPerLookup: 3),
-                                           policy: QuotaPolicy(maxSubrequests: 5), ledger: LocalQuotaLedger())
-        #expect(try await gate.lookup(batch([try cid(0)])).count == 1)  // 3
-        #expect(try await gate.lookup(batch([try cid(1)])).count == 1)  // 6
-        #expect(try await gate.lookup(batch([try cid(2)])).isEmpty)
+    @Test func subrequestCapCountsWhatTheStorageLayerMetered() async throws {
+        let gate = QuotaGate(policy: QuotaPolicy(maxSubrequests: 5), ledger: LocalQuotaLedger())
+        #expect(await serve(gate, batch([try cid(0)]), subrequests: 3) == .admit)  // 3
+        #expect(await serve(gate, batch([try cid(1)]), subrequests: 3) == .admit)  // 6
+        #expect(isRefusal(await serve(gate, batch([try cid(2)]), subrequests: 3)))
     }
 
-    @Test func closeActionThrowsAConnectionClosingError() async throws {
-        let gate = QuotaLimitedBlockSource(base: CostlySource(), policy: QuotaPolicy(maxBytes: 1, action: .close),
-                                           ledger: LocalQuotaLedger())
-        _ = try await gate.lookup(batch([try cid(0)]))
-        await #expect(throws: QuotaExceeded.self) { _ = try await gate.lookup(batch([try cid(1)])) }
-        do {
-            _ = try await gate.lookup(batch([try cid(1)]))
-        } catch {
-            #expect(error is any ConnectionClosingError)
+    @Test func closeActionIsAnAdmissionDecisionNotAnError() async throws {
+        let gate = QuotaGate(policy: QuotaPolicy(maxBytes: 1, action: .close), ledger: LocalQuotaLedger())
+        #expect(await serve(gate, batch([try cid(0)])) == .admit)
+        guard case .close(let reason) = await serve(gate, batch([try cid(1)])) else {
+            Issue.record("expected a close decision")
+            return
         }
-        #expect(gate.statistics.closedConnections == 2)
+        #expect(reason.contains("quota exceeded"))
+        #expect(gate.statistics.closedConnections == 1)
     }
 
     @Test func aLedgerOutageServesAndIsCounted() async throws {
-        let gate = QuotaLimitedBlockSource(base: CostlySource(), policy: QuotaPolicy(maxBytes: 1), ledger: BrokenLedger())
-        for n in 0..<3 { #expect(try await gate.lookup(batch([try cid(n)])).count == 1) }
+        let gate = QuotaGate(policy: QuotaPolicy(maxBytes: 1), ledger: BrokenLedger())
+        for n in 0..<3 { #expect(await serve(gate, batch([try cid(n)])) == .admit) }
         #expect(gate.statistics.ledgerFailures == 6)  // a read and a charge per batch
         #expect(gate.statistics.refusedBatches == 0)
+    }
+
+    @Test func theEngineTurnsACloseDecisionIntoACloseActionAndAnswersNothingMore() throws {
+        var engine = BitswapEngine(peer: PeerContext(peerID: [1], connectionID: 1, protocolVersion: .v1_2_0))
+        var message = BitswapMessage()
+        message.wantlist = .init(entries: [.init(cid: try cid(0), priority: 1, wantType: .block, sendDontHave: true)])
+        let actions = engine.receive(message)
+        guard case .lookup(let id, _) = actions.first else {
+            Issue.record("expected a lookup, got \(actions)")
+            return
+        }
+        let closed = engine.admission(.close(reason: "over quota"), for: id)
+        guard closed.count == 1, case .close(let reason) = closed[0] else {
+            Issue.record("expected one close action, got \(closed)")
+            return
+        }
+        #expect(reason == "over quota")
+        #expect(engine.wantCount == 0)
+        #expect(engine.receive(message).isEmpty)
+        #expect(engine.lookupCompleted(id: id, results: [:]).isEmpty)
+    }
+
+    @Test func theEngineAnswersARefusedBatchAsMisses() throws {
+        var engine = BitswapEngine(peer: PeerContext(peerID: [1], connectionID: 1, protocolVersion: .v1_2_0))
+        var message = BitswapMessage()
+        message.wantlist = .init(entries: [.init(cid: try cid(0), priority: 1, wantType: .block, sendDontHave: true)])
+        guard case .lookup(let id, _) = engine.receive(message).first else {
+            Issue.record("expected a lookup")
+            return
+        }
+        let actions = engine.admission(.refuse(reason: "over quota"), for: id)
+        guard case .send(var frame) = actions.last else {
+            Issue.record("expected a DONT_HAVE frame, got \(actions)")
+            return
+        }
+        var decoder = BitswapFrameDecoder(maxMessageSize: 1 << 20)
+        decoder.append(frame)
+        frame.clear()
+        let body = try #require(try decoder.nextMessage())
+        let reply = try BitswapMessage(decoding: body)
+        #expect(reply.blockPresences.map(\.type) == [.dontHave])
     }
 }
 

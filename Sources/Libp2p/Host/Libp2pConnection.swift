@@ -2,7 +2,14 @@
 
 import Logging
 import Multiformats
+import NIOConcurrencyHelpers
 import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Whether we or the peer opened a connection or stream.
 public enum Libp2pDirection: String, Sendable {
@@ -54,6 +61,12 @@ public struct Libp2pStream: Sendable {
 /// is closed, and when it throws the stream is reset.
 public typealias Libp2pStreamHandler = @Sendable (_ stream: Libp2pStream) async throws -> Void
 
+/// Installs a protocol's channel handlers on one inbound stream's pipeline (`channel`, a muxed stream whose
+/// protocol multistream-select has just chosen), on the connection's event loop. Bytes the peer sent after the
+/// protocol id reach the handlers added here. Throwing resets the stream.
+public typealias Libp2pStreamChannelInitializer = @Sendable (_ connection: Libp2pConnection, _ channel: any Channel)
+    throws -> Void
+
 /// An upgraded libp2p connection (WebSocket + Noise + yamux or mplex) to one authenticated peer.
 public final class Libp2pConnection: Sendable, CustomStringConvertible {
     /// A number unique within the host, for logs.
@@ -80,9 +93,14 @@ public final class Libp2pConnection: Sendable, CustomStringConvertible {
     private let opener: NIOLoopBound<MuxedStreamOpener>
     private let tail: NIOLoopBound<ConnectionUpgradeTailHandler>
     let activity: NIOLoopBound<ConnectionActivity>
+    /// The host's count of connection objects alive (this one included until it is freed).
+    private let liveObjects: NIOLockedValueBox<Int>?
 
     init(id: UInt64, upgraded: ConnectionUpgrade.Upgraded, direction: Libp2pDirection, channel: any Channel,
-         remoteMultiaddr: Multiaddr?, tail: ConnectionUpgradeTailHandler, logger: Logger) {
+         remoteMultiaddr: Multiaddr?, tail: ConnectionUpgradeTailHandler, logger: Logger,
+         liveObjects: NIOLockedValueBox<Int>? = nil) {
+        self.liveObjects = liveObjects
+        liveObjects?.withLockedValue { $0 += 1 }
         self.id = id
         self.remotePeerID = upgraded.remotePeerID
         self.remotePublicKey = upgraded.remotePublicKey
@@ -95,6 +113,10 @@ public final class Libp2pConnection: Sendable, CustomStringConvertible {
         self.opener = upgraded.streams
         self.tail = NIOLoopBound(tail, eventLoop: channel.eventLoop)
         self.activity = NIOLoopBound(ConnectionActivity(eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
+    }
+
+    deinit {
+        self.liveObjects?.withLockedValue { $0 -= 1 }
     }
 
     public var description: String {
@@ -152,6 +174,48 @@ public final class Libp2pConnection: Sendable, CustomStringConvertible {
         }
         opened.assumeIsolated().whenFailure { error in result.fail(error) }
         return result.futureResult
+    }
+
+    /// Opens a stream for `protocolID` on the event loop (call it there) and runs `initializer` on its pipeline;
+    /// the future gives the stream's channel. The stream is opened lazily, as ``openStream(protocols:)`` does
+    /// for one protocol: the proposal leaves with the first write, and a `na` fails the stream. For protocol
+    /// code that runs on the connection's loop as channel handlers (no task, no async channel).
+    public func openStreamOnLoop(_ protocolID: String, initializer: @escaping (any Channel) throws -> Void)
+        -> EventLoopFuture<any Channel>
+    {
+        let loop = self.channel.eventLoop
+        loop.preconditionInEventLoop()
+        let logger = self.logger
+        return self.opener.value.openStream { channel in
+            loop.makeCompletedFuture {
+                let lifecycle = StreamLifecycleHandler(direction: .outbound, protocolID: protocolID,
+                                                       connection: self, logger: logger)
+                try channel.pipeline.syncOperations.addHandler(lifecycle)
+                let mss = try MultistreamSelectHandler(
+                    proposing: [protocolID], lazy: true, stage: "stream", logger: logger,
+                    onSelected: { _, _ in }, onFailed: { _ in })
+                try channel.pipeline.syncOperations.addHandler(mss)
+                try initializer(channel)
+            }
+        }
+    }
+
+    /// Closes the TCP connection with a reset (SO_LINGER 0): no FIN, no GoAway, unsent data dropped; the peer
+    /// sees ECONNRESET, as when a client crashes or a middlebox kills the flow. For load and fault tools and
+    /// tests that play a peer vanishing mid-transfer.
+    public func abort() async {
+        let channel = self.channel
+        if let socket = channel as? any SocketOptionProvider {
+            try? await socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+        }
+        try? await channel.close()
+    }
+
+    /// Stops reading from the socket (auto-read off): the peer's data backs up in the kernel buffers and the
+    /// peer's flow-control windows, as with a client that stops reading. For tools and tests that play a slow
+    /// or stuck reader.
+    public func stopReading() async {
+        try? await self.channel.setOption(ChannelOptions.autoRead, value: false).get()
     }
 
     func makeStream(channel: any Channel, protocolID: String, direction: Libp2pDirection) throws -> Libp2pStream {

@@ -144,15 +144,24 @@ public final class Libp2pHost: Sendable {
     private let serverTLS: WebSocketServerTLS?
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
+    /// Connection objects of this host still in memory (closed or not): see ``connectionObjects``.
+    private let liveConnectionObjects = NIOLockedValueBox(0)
 
     private enum Lifecycle {
         case idle, running, shuttingDown, shutDown
     }
 
+    /// How a registered protocol runs: as an async handler in a task of its own, or as channel handlers
+    /// installed on the stream's pipeline, on the connection's event loop.
+    private enum ProtocolHandler {
+        case task(Libp2pStreamHandler)
+        case onLoop(Libp2pStreamChannelInitializer)
+    }
+
     private struct State {
         var lifecycle = Lifecycle.idle
         var protocolOrder: [String] = []
-        var handlers: [String: Libp2pStreamHandler] = [:]
+        var handlers: [String: ProtocolHandler] = [:]
         var connections: [UInt64: Libp2pConnection] = [:]
         /// Connections counted against the limit: upgrading or upgraded.
         var connectionSlots = 0
@@ -207,6 +216,19 @@ public final class Libp2pHost: Sendable {
 
     /// Registers (or replaces) the handler for `protocolID`. Streams opened from now on can negotiate it.
     public func register(protocol protocolID: String, handler: @escaping Libp2pStreamHandler) {
+        self.register(protocolID, .task(handler))
+    }
+
+    /// Registers (or replaces) `protocolID` with an initializer that installs channel handlers on each
+    /// inbound stream, on the connection's event loop, once multistream-select has chosen the protocol. No
+    /// task is started: the stream's pipeline is the protocol's whole life, and it ends when the stream
+    /// closes. For protocols whose state belongs on the connection's loop (Bitswap's engine), where a task per
+    /// stream would add two thread hops per message. The initializer throwing resets the stream.
+    public func register(protocol protocolID: String, channelInitializer: @escaping Libp2pStreamChannelInitializer) {
+        self.register(protocolID, .onLoop(channelInitializer))
+    }
+
+    private func register(_ protocolID: String, _ handler: ProtocolHandler) {
         self.state.withLockedValue { state in
             if state.handlers.updateValue(handler, forKey: protocolID) == nil {
                 state.protocolOrder.append(protocolID)
@@ -228,7 +250,7 @@ public final class Libp2pHost: Sendable {
         self.state.withLockedValue { $0.protocolOrder }
     }
 
-    private func handler(for protocolID: String) -> Libp2pStreamHandler? {
+    private func handler(for protocolID: String) -> ProtocolHandler? {
         self.state.withLockedValue { $0.handlers[protocolID] }
     }
 
@@ -321,6 +343,14 @@ public final class Libp2pHost: Sendable {
     }
 
     // MARK: - Connections
+
+    /// `Libp2pConnection` objects this host made that are still in memory, open or closed. Once every connection
+    /// has closed and nothing holds on to one, this is 0: a higher count is something a connection started (a
+    /// task, a stream, a cached closure) that outlived it. For leak tests and diagnostics.
+    public var connectionObjects: Int { self.liveConnectionObjects.withLockedValue { $0 } }
+
+    /// Stream handler tasks running now (protocols registered with an async handler).
+    public var handlerTaskCount: Int { self.state.withLockedValue { $0.handlerTasks.count } }
 
     /// The upgraded connections open now.
     public var connections: [Libp2pConnection] {
@@ -457,7 +487,8 @@ public final class Libp2pHost: Sendable {
                 connectionLogger[metadataKey: "peer"] = "\(upgraded.remotePeerID)"
                 let connection = Libp2pConnection(
                     id: id, upgraded: upgraded, direction: direction, channel: channel,
-                    remoteMultiaddr: remoteMultiaddr, tail: tail, logger: connectionLogger)
+                    remoteMultiaddr: remoteMultiaddr, tail: tail, logger: connectionLogger,
+                    liveObjects: self.liveConnectionObjects)
                 box.value = connection
                 let accepted = self.state.withLockedValue { state -> Bool in
                     guard case .running = state.lifecycle else { return false }
@@ -475,8 +506,15 @@ public final class Libp2pHost: Sendable {
                 state.connections.removeValue(forKey: id)
                 state.connectionSlots -= 1
             }
+            // The connection holds the muxer handler (to open streams), whose inbound stream initializer holds
+            // this box: a cycle that outlives the channel's pipeline. Emptying the box on close breaks it, so the
+            // connection, its muxer session and every buffer they hold are freed with the channel.
+            channel.eventLoop.execute { box.value = nil }
         }
-        return upgraded.map { _ in box.value! }
+        return upgraded.flatMapThrowing { _ in
+            guard let connection = box.value else { throw Libp2pHostError.shutDown }
+            return connection
+        }
     }
 
     /// Closes `connection` once it has had no stream for ``Libp2pHostLimits/idleTimeout``.
@@ -501,7 +539,8 @@ public final class Libp2pHost: Sendable {
 
     // MARK: - Streams
 
-    /// Every inbound stream: multistream-select over the registered protocols, then the handler in a task.
+    /// Every inbound stream: multistream-select over the registered protocols, then the handler in a task (or,
+    /// for a protocol registered with a channel initializer, its handlers on the stream's pipeline).
     private func inboundStreamInitializer(connection box: NIOLoopBoundBox<Libp2pConnection?>, logger: Logger)
         -> StreamMuxerStreamInitializer
     {
@@ -518,9 +557,14 @@ public final class Libp2pHost: Sendable {
                             throw Libp2pHostError.protocolNotRegistered(protocolID)
                         }
                         guard let connection = box.value else { throw Libp2pHostError.shutDown }
-                        let stream = try connection.makeStream(channel: channel, protocolID: protocolID,
-                                                               direction: .inbound)
-                        self.spawn(handler, for: stream, logger: logger)
+                        switch handler {
+                        case .task(let handler):
+                            let stream = try connection.makeStream(channel: channel, protocolID: protocolID,
+                                                                   direction: .inbound)
+                            self.spawn(handler, for: stream, logger: logger)
+                        case .onLoop(let initialize):
+                            try initialize(connection, channel)
+                        }
                     })
                 try channel.pipeline.syncOperations.addHandler(mss)
             }

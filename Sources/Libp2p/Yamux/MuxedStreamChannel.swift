@@ -62,6 +62,15 @@ public final class MuxedStreamChannel: Channel, ChannelCore, @unchecked Sendable
     /// Queued bytes above which the channel reports itself unwritable.
     public let writeBufferHighWatermark: Int
 
+    /// Bytes written to this stream and not yet sent: held by the channel until its flush, then by the muxer
+    /// behind the peer's flow-control window. What a peer that stops reading makes this side hold.
+    public var queuedOutboundBytes: Int {
+        self.eventLoop.preconditionInEventLoop()
+        var pending = 0
+        for (data, _) in self.pendingWrites { pending += data.readableBytes }
+        return pending + (self.owner?.streamQueuedBytes(self.streamID) ?? 0)
+    }
+
     private var _pipeline: ChannelPipeline!
     private let closePromise: EventLoopPromise<Void>
     private weak var owner: (any MuxedStreamParent)?

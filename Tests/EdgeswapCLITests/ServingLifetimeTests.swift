@@ -1,0 +1,255 @@
+// What a connection's Bitswap serving leaves behind when it ends abruptly, and what a peer that stops reading can
+// make the server hold. Counted, not measured by RSS: sessions in the registry, session objects still in memory,
+// lookup tasks, connection objects, stream handler tasks.
+
+import Bitswap
+import BlockStore
+import CAR
+import EdgeswapServer
+import Foundation
+import Libp2p
+import Logging
+import Multiformats
+import NIOCore
+import NIOPosix
+import ObjectStorage
+import Testing
+
+private let lifetimeFixtures = Task { () async throws -> (String, FixtureManifest) in
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgeswap-cli-lifetime-fixtures").path
+    let outcome = try FixtureGenerator.run(directory: dir)
+    return (dir, outcome.manifest)
+}
+
+private func silent(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .critical
+    return logger
+}
+
+/// A server host serving the `cidv0-20mib` fixture (80 leaves of 256 KiB) from a fresh filesystem store, the
+/// service, and the fixture's blocks in CAR order.
+private struct Served {
+    let group: MultiThreadedEventLoopGroup
+    let server: Libp2pHost
+    let service: BitswapService
+    let address: Multiaddr
+    let blocks: [(cid: CID, bytes: [UInt8])]
+    let storeRoot: String
+
+    static func start(configuration: BitswapEngine.Configuration = .init(), blockCacheBytes: Int = 0) async throws
+        -> Served
+    {
+        let (dir, manifest) = try await lifetimeFixtures.value
+        let fixture = try #require(manifest.fixture(named: "cidv0-20mib"))
+        let carPath = dir + "/" + fixture.car
+        let root = FileManager.default.temporaryDirectory
+            .appendingPathComponent("edgeswap-lifetime-store-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let bucket = try FileSystemBucket(root: root)
+        _ = try await Ingester(store: StoreBuckets(single: bucket)).ingest(path: carPath)
+        let reader = try CARReader(source: try FileByteSource(path: carPath))
+        var blocks: [(CID, [UInt8])] = []
+        while let (section, data) = try reader.nextBlock() { blocks.append((section.cid, data)) }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let server = try Libp2pHost(configuration: Libp2pHostConfiguration(
+            identity: .generateEd25519(), listenAddresses: [try Multiaddr("/ip4/127.0.0.1/tcp/0/ws")],
+            logger: silent("test.server")), group: group)
+        var settings = IndexedCARBlockSourceSettings()
+        settings.blockCacheBytes = blockCacheBytes
+        let service = BitswapService(
+            source: IndexedCARBlockSource(buckets: StoreBuckets(single: bucket), settings: settings,
+                                          logger: silent("test.store")),
+            configuration: configuration, logger: silent("test.bitswap"))
+        service.register(on: server)
+        let address = try #require(try await server.start().first)
+        return Served(group: group, server: server, service: service, address: address, blocks: blocks,
+                      storeRoot: root)
+    }
+
+    /// The leaves: every block but the root.
+    var leaves: [(cid: CID, bytes: [UInt8])] { Array(blocks.dropFirst()) }
+
+    func stop() async {
+        await server.shutdown()
+        try? await group.shutdownGracefully()
+        try? FileManager.default.removeItem(atPath: storeRoot)
+    }
+
+    /// Waits (up to `seconds`) until nothing of any connection is left, and returns what is left then.
+    func leftovers(within seconds: Double = 20) async -> String? {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        while true {
+            let left = [
+                ("open connections", server.connections.count),
+                ("connection objects in memory", server.connectionObjects),
+                ("stream handler tasks", server.handlerTaskCount),
+                ("bitswap sessions", service.liveSessions),
+                ("bitswap session objects in memory", service.sessionObjects),
+                ("lookup tasks", service.lookupTasks),
+            ].filter { $0.1 != 0 }
+            if left.isEmpty { return nil }
+            if ContinuousClock.now >= deadline { return left.map { "\($0.0): \($0.1)" }.joined(separator: ", ") }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
+
+/// A client host whose Bitswap handler reports every message it receives, with the connection it came on.
+private final class Client: Sendable {
+    let host: Libp2pHost
+    let messages: AsyncStream<(UInt64, BitswapMessage)>
+    private let sink: AsyncStream<(UInt64, BitswapMessage)>.Continuation
+
+    init(group: any EventLoopGroup) throws {
+        host = try Libp2pHost(configuration: Libp2pHostConfiguration(
+            identity: .generateEd25519(), logger: silent("test.client")), group: group)
+        (messages, sink) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
+        let sink = self.sink
+        host.register(protocol: "/ipfs/bitswap/1.2.0") { stream in
+            var decoder = BitswapFrameDecoder()
+            let id = stream.connection.id
+            try await stream.executeThenClose { inbound, _ in
+                for try await chunk in inbound {
+                    decoder.append(chunk)
+                    while let body = try decoder.nextMessage() { sink.yield((id, try BitswapMessage(decoding: body))) }
+                }
+            }
+        }
+    }
+
+    func start() async throws { try await host.start() }
+
+    /// Sends one wantlist (want-block, send-dont-have) on a fresh want stream of `connection`.
+    static func want(_ cids: [CID], on connection: Libp2pConnection) async throws {
+        var message = BitswapMessage()
+        message.wantlist = .init(entries: cids.enumerated().map { index, cid in
+            BitswapMessage.Entry(cid: cid, priority: Int32(1000 - index), wantType: .block, sendDontHave: true)
+        })
+        var frame = ByteBuffer()
+        message.encodeFrame(into: &frame)
+        let stream = try await connection.openStream("/ipfs/bitswap/1.2.0")
+        try await stream.executeThenClose { _, outbound in
+            try await outbound.write(frame)
+            outbound.finish()
+        }
+    }
+
+    func finish() {
+        sink.finish()
+    }
+}
+
+@Suite struct ServingLifetimeTests {
+    /// Connections that ask for 20 blocks each (5 MiB) and vanish as the first answer arrives, by TCP reset and
+    /// by a close: once they have gone, none of their sessions, session objects, lookup tasks, connection
+    /// objects or stream tasks is left, and the server still serves a new peer.
+    @Test(.timeLimit(.minutes(3)), arguments: ["reset", "close"])
+    func connectionsThatEndMidTransferLeaveNothingBehind(_ ending: String) async throws {
+        let served = try await Served.start()
+        let client = try Client(group: served.group)
+        try await client.start()
+        do {
+            let rounds = 4
+            let perRound = 10
+            var firstAnswers = 0
+            var iterator = client.messages.makeAsyncIterator()
+            for round in 0..<rounds {
+                var connections: [UInt64: Libp2pConnection] = [:]
+                for n in 0..<perRound {
+                    let connection = try await client.host.dial(served.address)
+                    connections[connection.id] = connection
+                    let start = (round * perRound + n) % (served.leaves.count - 20)
+                    try await Client.want(served.leaves[start..<start + 20].map(\.cid), on: connection)
+                }
+                // As each connection's first answer arrives, end it.
+                var pending = Set(connections.keys)
+                while !pending.isEmpty, let (id, message) = await iterator.next() {
+                    guard pending.remove(id) != nil, let connection = connections[id] else { continue }
+                    #expect(!message.payload.isEmpty, "the first answer carries blocks")
+                    firstAnswers += 1
+                    if ending == "reset" { await connection.abort() } else { await connection.close() }
+                }
+            }
+            #expect(firstAnswers == rounds * perRound)
+            let sent = served.service.statistics.blocksSent
+            #expect(sent < rounds * perRound * 20, "the connections ended mid-transfer (\(sent) blocks sent)")
+
+            let left = await served.leftovers()
+            #expect(left == nil, "left behind after \(rounds * perRound) connections ended: \(left ?? "")")
+
+            // Everyone else keeps being served: a new connection gets every block it asks for.
+            let connection = try await client.host.dial(served.address)
+            let wanted = Array(served.leaves.prefix(6))
+            try await Client.want(wanted.map(\.cid), on: connection)
+            var got: [[UInt8]] = []
+            while got.count < wanted.count, let (id, message) = await iterator.next() {
+                guard id == connection.id else { continue }
+                got.append(contentsOf: message.payload.map { Array($0.data.readableBytesView) })
+            }
+            #expect(Set(got) == Set(wanted.map(\.bytes)))
+            await connection.close()
+        } catch {
+            Issue.record("\(error)")
+        }
+        client.finish()
+        await client.host.shutdown()
+        await served.stop()
+    }
+
+    /// A peer that asks for all 80 blocks (20 MiB) and never reads is held to its connection's byte budget, its
+    /// other wants waiting, while another peer is served every block it asks for.
+    @Test(.timeLimit(.minutes(3))) func aPeerThatNeverReadsIsHeldToItsByteBudget() async throws {
+        var configuration = BitswapEngine.Configuration()
+        configuration.maxBufferedBytes = 1 << 20
+        let served = try await Served.start(configuration: configuration)
+        let stuck = try Client(group: served.group)
+        let reader = try Client(group: served.group)
+        try await stuck.start()
+        try await reader.start()
+        do {
+            let stuckConnection = try await stuck.host.dial(served.address)
+            await stuckConnection.stopReading()
+            try await Client.want(served.leaves.map(\.cid), on: stuckConnection)
+
+            // The other peer fetches 12 blocks meanwhile, byte for byte.
+            let connection = try await reader.host.dial(served.address)
+            let wanted = Array(served.leaves.suffix(12))
+            try await Client.want(wanted.map(\.cid), on: connection)
+            var got: [[UInt8]] = []
+            var iterator = reader.messages.makeAsyncIterator()
+            while got.count < wanted.count, let (_, message) = await iterator.next() {
+                got.append(contentsOf: message.payload.map { Array($0.data.readableBytesView) })
+            }
+            #expect(Set(got) == Set(wanted.map(\.bytes)))
+
+            // What the server holds for the stuck peer settles within its budget: looked-up bytes waiting (plus the
+            // lookups in flight, whose bytes join them) at most the budget and one block of estimate error, and
+            // behind the stream at most its write buffer (256 KiB) and one message (at most 256 KiB and a block).
+            let block = 256 << 10
+            var snapshot: BitswapService.SessionSnapshot?
+            for _ in 0..<40 {
+                try await Task.sleep(for: .milliseconds(100))
+                snapshot = await served.service.sessionSnapshots().first { $0.connectionID == stuckConnection.id }
+                if let snapshot, snapshot.lookupsInFlight == 0, snapshot.bufferedBytes > 0 { break }
+            }
+            let held = try #require(snapshot, "the stuck peer's session")
+            #expect(held.bufferedBytes <= configuration.maxBufferedBytes + block, "\(held)")
+            #expect(held.outboundQueuedBytes <= 256 << 10 + 2 * block, "\(held)")
+            #expect(held.wants > 20, "the rest of its wants wait: \(held)")
+            let sentToStuck = served.service.statistics.blockBytesSent - wanted.reduce(0) { $0 + $1.bytes.count }
+            #expect(sentToStuck < 4 << 20, "blocks handed to the stuck peer's stream: \(sentToStuck) bytes")
+            await stuckConnection.abort()
+            await connection.close()
+            #expect(await served.leftovers() == nil)
+        } catch {
+            Issue.record("\(error)")
+        }
+        stuck.finish()
+        reader.finish()
+        await stuck.host.shutdown()
+        await reader.host.shutdown()
+        await served.stop()
+    }
+}
