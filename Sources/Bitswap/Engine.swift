@@ -74,9 +74,9 @@ public struct BitswapEngine: Sendable {
     public enum Action: Sendable {
         /// Look these CIDs up and call `lookupCompleted(id:results:)` (or `lookupFailed`).
         case lookup(id: UInt64, BlockLookupBatch)
-        /// Write this frame (`uvarint length ‖ message`) to the outbound stream, then call
-        /// `outboundWritable()` when it can take the next one.
-        case send(ByteBuffer)
+        /// Write this frame (`uvarint length ‖ message`, its parts in order, blocks not copied) to the outbound
+        /// stream, then call `outboundWritable()` when it can take the next one.
+        case send(BitswapFrame)
         /// A want was refused; count or log it.
         case refused(Refusal)
         /// Close the connection (a lookup gate said so, e.g. a quota whose policy is to disconnect). The
@@ -438,7 +438,7 @@ public struct BitswapEngine: Sendable {
     }
 
     /// Packs ready answers, highest priority first (FIFO among equals), into one frame.
-    private mutating func nextMessage() -> ByteBuffer? {
+    private mutating func nextMessage() -> BitswapFrame? {
         guard !ready.isEmpty else { return nil }
         ready.sort { $0.priority != $1.priority ? $0.priority > $1.priority : $0.seq < $1.seq }
         let version = peer.protocolVersion
@@ -490,10 +490,8 @@ public struct BitswapEngine: Sendable {
             // pendingBytes: block bytes still queued for this peer after this message.
             message.pendingBytes = Int32(clamping: readyBytes)
         }
-        var frame = ByteBuffer()
-        message.encodeFrame(into: &frame)
         statistics.messagesSent += 1
-        return frame
+        return message.encodeFrameParts()
     }
 }
 

@@ -347,53 +347,129 @@ extension BitswapMessage {
         encodeBody(into: &buffer)
     }
 
+    /// The frame (`uvarint(length) ‖ body`) as a list of buffers, for writing to a stream without copying the
+    /// blocks: the protobuf framing goes into small buffers and every block of at least `inlineBelow` bytes is
+    /// its own part, the block's own buffer (a slice of the storage read, or the block cache's copy). Smaller
+    /// blocks are copied inline (an extra part costs more than copying a few KiB).
+    public func encodeFrameParts(inlineBelow: Int = BitswapFrame.defaultInlineLimit) -> BitswapFrame {
+        let size = encodedSize
+        var writer = FrameWriter(inlineBelow: inlineBelow)
+        Proto.writeVarint(UInt64(size), into: &writer.current)
+        encodeBody(&writer)
+        return writer.finish(byteCount: ProtoWire.varintLength(UInt64(size)) + size)
+    }
+
     /// Writes the protobuf body only. proto3 zero values are omitted, as Go's encoder does.
     public func encodeBody(into buffer: inout ByteBuffer) {
+        var writer = FrameWriter(contiguousIn: buffer)
+        buffer = ByteBuffer()
+        encodeBody(&writer)
+        buffer = writer.current
+    }
+
+    private func encodeBody(_ w: inout FrameWriter) {
         if let wantlist {
-            Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
-            Proto.writeVarint(UInt64(Self.wantlistSize(wantlist)), into: &buffer)
+            Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &w.current)
+            Proto.writeVarint(UInt64(Self.wantlistSize(wantlist)), into: &w.current)
             for e in wantlist.entries {
-                Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
-                Proto.writeVarint(UInt64(Self.entrySize(e)), into: &buffer)
-                Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
-                Proto.writeVarint(UInt64(e.cid.bytes.count), into: &buffer)
-                buffer.writeBytes(e.cid.bytes)
+                Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &w.current)
+                Proto.writeVarint(UInt64(Self.entrySize(e)), into: &w.current)
+                Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &w.current)
+                Proto.writeVarint(UInt64(e.cid.bytes.count), into: &w.current)
+                w.current.writeBytes(e.cid.bytes)
                 if e.priority != 0 {
-                    Proto.writeVarint(Proto.tag(2, ProtoWire.varint), into: &buffer)
-                    Proto.writeVarint(Proto.int32Wire(e.priority), into: &buffer)
+                    Proto.writeVarint(Proto.tag(2, ProtoWire.varint), into: &w.current)
+                    Proto.writeVarint(Proto.int32Wire(e.priority), into: &w.current)
                 }
-                if e.cancel { buffer.writeBytes([0x18, 0x01]) }
-                if e.wantType == .have { buffer.writeBytes([0x20, 0x01]) }
-                if e.sendDontHave { buffer.writeBytes([0x28, 0x01]) }
+                if e.cancel { w.current.writeBytes([0x18, 0x01]) }
+                if e.wantType == .have { w.current.writeBytes([0x20, 0x01]) }
+                if e.sendDontHave { w.current.writeBytes([0x28, 0x01]) }
             }
-            if wantlist.full { buffer.writeBytes([0x10, 0x01]) }
+            if wantlist.full { w.current.writeBytes([0x10, 0x01]) }
         }
         for b in blocks {
-            Proto.writeVarint(Proto.tag(2, ProtoWire.lengthDelimited), into: &buffer)
-            Proto.writeVarint(UInt64(b.readableBytes), into: &buffer)
-            buffer.writeImmutableBuffer(b)
+            Proto.writeVarint(Proto.tag(2, ProtoWire.lengthDelimited), into: &w.current)
+            Proto.writeVarint(UInt64(b.readableBytes), into: &w.current)
+            w.writeBlock(b)
         }
         for b in payload {
-            Proto.writeVarint(Proto.tag(3, ProtoWire.lengthDelimited), into: &buffer)
-            Proto.writeVarint(UInt64(Self.blockSize(b)), into: &buffer)
-            Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
-            Proto.writeVarint(UInt64(b.prefix.count), into: &buffer)
-            buffer.writeBytes(b.prefix)
-            Proto.writeVarint(Proto.tag(2, ProtoWire.lengthDelimited), into: &buffer)
-            Proto.writeVarint(UInt64(b.data.readableBytes), into: &buffer)
-            buffer.writeImmutableBuffer(b.data)
+            Proto.writeVarint(Proto.tag(3, ProtoWire.lengthDelimited), into: &w.current)
+            Proto.writeVarint(UInt64(Self.blockSize(b)), into: &w.current)
+            Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &w.current)
+            Proto.writeVarint(UInt64(b.prefix.count), into: &w.current)
+            w.current.writeBytes(b.prefix)
+            Proto.writeVarint(Proto.tag(2, ProtoWire.lengthDelimited), into: &w.current)
+            Proto.writeVarint(UInt64(b.data.readableBytes), into: &w.current)
+            w.writeBlock(b.data)
         }
         for p in blockPresences {
-            Proto.writeVarint(Proto.tag(4, ProtoWire.lengthDelimited), into: &buffer)
-            Proto.writeVarint(UInt64(Self.presenceSize(p)), into: &buffer)
-            Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &buffer)
-            Proto.writeVarint(UInt64(p.cid.bytes.count), into: &buffer)
-            buffer.writeBytes(p.cid.bytes)
-            if p.type == .dontHave { buffer.writeBytes([0x10, 0x01]) }
+            Proto.writeVarint(Proto.tag(4, ProtoWire.lengthDelimited), into: &w.current)
+            Proto.writeVarint(UInt64(Self.presenceSize(p)), into: &w.current)
+            Proto.writeVarint(Proto.tag(1, ProtoWire.lengthDelimited), into: &w.current)
+            Proto.writeVarint(UInt64(p.cid.bytes.count), into: &w.current)
+            w.current.writeBytes(p.cid.bytes)
+            if p.type == .dontHave { w.current.writeBytes([0x10, 0x01]) }
         }
         if pendingBytes != 0 {
-            Proto.writeVarint(Proto.tag(5, ProtoWire.varint), into: &buffer)
-            Proto.writeVarint(Proto.int32Wire(pendingBytes), into: &buffer)
+            Proto.writeVarint(Proto.tag(5, ProtoWire.varint), into: &w.current)
+            Proto.writeVarint(Proto.int32Wire(pendingBytes), into: &w.current)
         }
+    }
+}
+
+/// One encoded Bitswap frame (`uvarint(length) ‖ message`) as the buffers to write, in order: see
+/// `BitswapMessage.encodeFrameParts(inlineBelow:)`.
+public struct BitswapFrame: Sendable {
+    /// Blocks below this many bytes are copied into the framing buffers rather than written as parts of their own.
+    public static let defaultInlineLimit = 16 << 10
+
+    /// The buffers, in order; their readable bytes together are the frame.
+    public var parts: [ByteBuffer]
+    /// The frame's length in bytes.
+    public var byteCount: Int
+
+    public init(parts: [ByteBuffer], byteCount: Int) {
+        self.parts = parts
+        self.byteCount = byteCount
+    }
+
+    /// The frame in one buffer (a copy; for tests and tools).
+    public func contiguous() -> ByteBuffer {
+        var out = ByteBufferAllocator().buffer(capacity: byteCount)
+        for part in parts { out.writeImmutableBuffer(part) }
+        return out
+    }
+}
+
+/// Collects a frame's bytes: framing into `current`, blocks either copied into it or cut out as parts of their own.
+struct FrameWriter {
+    var current: ByteBuffer
+    var parts: [ByteBuffer] = []
+    let inlineBelow: Int
+
+    /// Writes everything into `buffer` (blocks copied).
+    init(contiguousIn buffer: ByteBuffer) {
+        self.current = buffer
+        self.inlineBelow = .max
+    }
+
+    init(inlineBelow: Int) {
+        self.current = ByteBufferAllocator().buffer(capacity: 256)
+        self.inlineBelow = inlineBelow
+    }
+
+    mutating func writeBlock(_ data: ByteBuffer) {
+        if data.readableBytes < inlineBelow {
+            current.writeImmutableBuffer(data)
+            return
+        }
+        if current.readableBytes > 0 { parts.append(current) }
+        parts.append(data)
+        current = ByteBufferAllocator().buffer(capacity: 64)
+    }
+
+    mutating func finish(byteCount: Int) -> BitswapFrame {
+        if current.readableBytes > 0 { parts.append(current) }
+        return BitswapFrame(parts: parts, byteCount: byteCount)
     }
 }

@@ -81,7 +81,7 @@ func runBitswapBenchmarks() {
                 for r in batch.requests { answer[r.cid] = results[r.cid] }
                 pending += engine.lookupCompleted(id: id, results: answer)
             case .send(let frame):
-                sentBytes += frame.readableBytes
+                sentBytes += frame.byteCount
                 pending += engine.outboundWritable()
             case .refused: fatalError("refused")
             case .close: fatalError("closed")

@@ -190,7 +190,7 @@ private final class ConnectionSession {
     private var outboundFailures = 0
     /// The frame being written: kept until the stream has taken it, so a reset stream's frame is sent again on
     /// the next one.
-    private var pendingFrame: ByteBuffer?
+    private var pendingFrame: BitswapFrame?
     private var lookups: [UInt64: Task<Void, Never>] = [:]
     private var reported = BitswapEngine.Statistics()
     /// Re-entrancy guard: actions produced while running actions are queued, not nested.
@@ -364,7 +364,7 @@ private final class ConnectionSession {
 
     // MARK: Outbound stream
 
-    private func send(_ frame: ByteBuffer) {
+    private func send(_ frame: BitswapFrame) {
         precondition(pendingFrame == nil, "the engine keeps at most one message outstanding")
         pendingFrame = frame
         writePending()
@@ -398,8 +398,15 @@ private final class ConnectionSession {
                 }
             }
         case .open(let channel):
-            let written = channel.writeAndFlush(frame)
-            written.assumeIsolated().whenComplete { [self] result in
+            // The frame's parts go out as they are: the blocks are not copied into the frame (the muxer queues
+            // them, the Noise handler seals them from their own storage).
+            let written = channel.eventLoop.makePromise(of: Void.self)
+            for (index, part) in frame.parts.enumerated() {
+                channel.write(part, promise: index == frame.parts.count - 1 ? written : nil)
+            }
+            if frame.parts.isEmpty { written.succeed() }
+            channel.flush()
+            written.futureResult.assumeIsolated().whenComplete { [self] result in
                 guard case .serving = phase else { return }
                 switch result {
                 case .success:

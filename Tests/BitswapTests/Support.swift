@@ -128,7 +128,7 @@ struct Harness {
         var followUps: [BitswapEngine.Action] = []
         for action in actions {
             switch action {
-            case .send(let frame): sent.append(try decodeFrame(frame))
+            case .send(let frame): sent.append(try decodeFrame(frame.contiguous()))
             case .refused(let r): refusals.append(r)
             case .close(let reason): closes.append(reason)
             case .lookup(let id, let batch):

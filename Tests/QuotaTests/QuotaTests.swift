@@ -138,13 +138,12 @@ private final class TestClock: Sendable {
             return
         }
         let actions = engine.admission(.refuse(reason: "over quota"), for: id)
-        guard case .send(var frame) = actions.last else {
+        guard case .send(let frame) = actions.last else {
             Issue.record("expected a DONT_HAVE frame, got \(actions)")
             return
         }
         var decoder = BitswapFrameDecoder(maxMessageSize: 1 << 20)
-        decoder.append(frame)
-        frame.clear()
+        decoder.append(frame.contiguous())
         let body = try #require(try decoder.nextMessage())
         let reply = try BitswapMessage(decoding: body)
         #expect(reply.blockPresences.map(\.type) == [.dontHave])

@@ -470,6 +470,11 @@ public final class Libp2pHost: Sendable {
         var yamux = YamuxSettings()
         yamux.streamReceiveWindow = limits.yamuxStreamWindow
         yamux.maxConcurrentStreams = limits.maxStreamsPerConnection
+        // Data frames up to the initial window: a 256 KiB block leaves as one yamux frame whose payload the Noise
+        // handler seals from the block's own storage (four full Noise frames), instead of four 64 KiB frames with
+        // a small header frame sealed before each. The peer accepts any frame within its window (go-yamux's
+        // 64 KiB `MaxMessageSize` bounds what it sends, not what it reads).
+        yamux.maxFramePayload = Int(YamuxSettings.initialStreamWindow)
         var mplex = MplexSettings()
         mplex.maxConcurrentStreams = limits.maxStreamsPerConnection
         let settings = ConnectionUpgrade.Settings(

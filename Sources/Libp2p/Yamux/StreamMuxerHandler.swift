@@ -24,6 +24,8 @@ public final class StreamMuxerHandler<Muxer: StreamMuxerStateMachine>: ChannelIn
     private let inboundStreamInitializer: StreamInitializer?
     private let writeBufferHighWatermark: Int
     private var processing = false
+    /// Reused for every flush.
+    private var outboundParts: [ByteBuffer] = []
 
     /// - Parameters:
     ///   - muxer: the session machine, e.g. `YamuxSession(role: .server)`.
@@ -146,8 +148,15 @@ public final class StreamMuxerHandler<Muxer: StreamMuxerStateMachine>: ChannelIn
     }
 
     private func flushOutbound() {
-        guard let context = self.context, let bytes = self.muxer.takeOutboundBytes() else { return }
-        context.writeAndFlush(self.wrapOutboundOut(bytes), promise: nil)
+        guard let context = self.context else { return }
+        // Headers and small frames come in one buffer, large stream payloads as parts of their own: written
+        // as they are, so the Noise handler seals payloads from the storage the stream's writer handed in.
+        self.outboundParts.removeAll(keepingCapacity: true)
+        self.muxer.takeOutbound(into: &self.outboundParts)
+        guard !self.outboundParts.isEmpty else { return }
+        for part in self.outboundParts { context.write(self.wrapOutboundOut(part), promise: nil) }
+        self.outboundParts.removeAll(keepingCapacity: true)
+        context.flush()
     }
 
     // MARK: - MuxedStreamParent

@@ -124,6 +124,15 @@ public protocol StreamMuxerStateMachine {
     func queuedBytes(on id: MuxedStreamID) -> Int
     /// Bytes to write to the connection, or nil if none are pending.
     mutating func takeOutboundBytes() -> ByteBuffer?
+    /// Appends the bytes to write to the connection to `parts`, in order, possibly as several buffers so that
+    /// stream data is handed on in its own storage rather than copied behind the frame headers.
+    mutating func takeOutbound(into parts: inout [ByteBuffer])
     /// The next event, or nil when none is pending.
     mutating func nextEvent() -> StreamMuxerEvent?
+}
+
+extension StreamMuxerStateMachine {
+    public mutating func takeOutbound(into parts: inout [ByteBuffer]) {
+        if let bytes = takeOutboundBytes() { parts.append(bytes) }
+    }
 }

@@ -124,7 +124,7 @@ public struct YamuxSession: StreamMuxerStateMachine {
 
     private var inbound = ByteBuffer()
     private var decodeState = DecodeState.header
-    private var outbound: ByteBuffer
+    private var outbound = YamuxOutbound()
     private var events = CircularBuffer<StreamMuxerEvent>(initialCapacity: 16)
 
     private var sentGoAway = false
@@ -136,7 +136,6 @@ public struct YamuxSession: StreamMuxerStateMachine {
         self.settings = settings
         self.receiveTarget = max(settings.streamReceiveWindow, YamuxSettings.initialStreamWindow)
         self.nextStreamID = role == .client ? 1 : 2
-        self.outbound = ByteBufferAllocator().buffer(capacity: 1024)
     }
 
     // MARK: - Queries
@@ -175,12 +174,19 @@ public struct YamuxSession: StreamMuxerStateMachine {
 
     // MARK: - Outputs
 
+    /// The pending bytes in one buffer (copied together when data was queued as parts of its own; the handler
+    /// uses `takeOutbound(into:)`, which does not copy).
     public mutating func takeOutboundBytes() -> ByteBuffer? {
+        var parts: [ByteBuffer] = []
+        self.takeOutbound(into: &parts)
+        guard var first = parts.first else { return nil }
+        for part in parts.dropFirst() { first.writeImmutableBuffer(part) }
+        return first
+    }
+
+    public mutating func takeOutbound(into parts: inout [ByteBuffer]) {
         self.flushPendingSyns()
-        guard self.outbound.readableBytes > 0 else { return nil }
-        let out = self.outbound
-        self.outbound = ByteBufferAllocator().buffer(capacity: 1024)
-        return out
+        self.outbound.take(into: &parts)
     }
 
     /// Writes a WindowUpdate+SYN for every stream opened locally whose SYN has not ridden on a
@@ -533,7 +539,7 @@ public struct YamuxSession: StreamMuxerStateMachine {
     /// larger than 256 KiB, writes a WindowUpdate carrying the flag and the extra window instead
     /// and returns no flags.
     private static func openingFlags(_ stream: inout Stream, id: UInt32, target: UInt32,
-                                     outbound: inout ByteBuffer) -> YamuxFlags {
+                                     outbound: inout YamuxOutbound) -> YamuxFlags {
         let flags: YamuxFlags
         switch stream.opening {
         case .synPending:
@@ -553,7 +559,7 @@ public struct YamuxSession: StreamMuxerStateMachine {
     }
 
     private static func sendWindowUpdate(_ stream: inout Stream, id: UInt32, target: UInt32,
-                                         outbound: inout ByteBuffer) {
+                                         outbound: inout YamuxOutbound) {
         let flags = Self.openingFlags(&stream, id: id, target: target, outbound: &outbound)
         let delta = stream.released
         stream.released = 0
@@ -564,19 +570,17 @@ public struct YamuxSession: StreamMuxerStateMachine {
     /// Sends queued data as far as the window allows, then a pending FIN. Returns true if the
     /// queue was non-empty and is now drained.
     private static func flush(_ stream: inout Stream, id: UInt32, settings: YamuxSettings, target: UInt32,
-                              outbound: inout ByteBuffer) -> Bool {
+                              outbound: inout YamuxOutbound) -> Bool {
         let hadQueue = stream.queuedBytes > 0
         while stream.sendWindow > 0, var chunk = stream.queue.first {
             let count = min(chunk.readableBytes, Int(stream.sendWindow), settings.maxFramePayload)
             let flags = Self.openingFlags(&stream, id: id, target: target, outbound: &outbound)
-            outbound.reserveCapacity(minimumWritableBytes: YamuxHeader.size + count)
             YamuxHeader(type: .data, flags: flags, streamID: id, length: UInt32(count)).write(into: &outbound)
             if count == chunk.readableBytes {
-                outbound.writeBuffer(&chunk)
+                outbound.append(payload: chunk)
                 stream.queue.removeFirst()
             } else {
-                var part = chunk.readSlice(length: count)!
-                outbound.writeBuffer(&part)
+                outbound.append(payload: chunk.readSlice(length: count)!)
                 stream.queue[stream.queue.startIndex] = chunk
             }
             stream.sendWindow -= UInt32(count)
@@ -588,5 +592,51 @@ public struct YamuxSession: StreamMuxerStateMachine {
             stream.localClose = .finSent
         }
         return hadQueue && stream.queuedBytes == 0
+    }
+}
+
+/// What a yamux session has to send: frame headers and small payloads written into one buffer, large payloads kept
+/// as parts of their own (slices of what the stream's writer handed in), so that stream data reaches the Noise
+/// handler in its own storage and is sealed from there, not copied behind the headers first.
+struct YamuxOutbound {
+    /// Payloads at least this long are handed on as parts of their own.
+    static let separatePayloadLength = 4096
+
+    private var current = ByteBufferAllocator().buffer(capacity: 1024)
+    private var parts: [ByteBuffer] = []
+
+    var isEmpty: Bool { current.readableBytes == 0 && parts.isEmpty }
+
+    /// The buffer headers are written into.
+    var headers: ByteBuffer {
+        _read { yield current }
+        _modify { yield &current }
+    }
+
+    mutating func append(payload: ByteBuffer) {
+        guard payload.readableBytes >= Self.separatePayloadLength else {
+            current.writeImmutableBuffer(payload)
+            return
+        }
+        if current.readableBytes > 0 {
+            parts.append(current)
+            current = ByteBufferAllocator().buffer(capacity: 256)
+        }
+        parts.append(payload)
+    }
+
+    mutating func take(into out: inout [ByteBuffer]) {
+        out.append(contentsOf: parts)
+        parts.removeAll(keepingCapacity: true)
+        if current.readableBytes > 0 {
+            out.append(current)
+            current = ByteBufferAllocator().buffer(capacity: 1024)
+        }
+    }
+}
+
+extension YamuxHeader {
+    func write(into outbound: inout YamuxOutbound) {
+        self.write(into: &outbound.headers)
     }
 }
