@@ -200,7 +200,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "RedisTests", dependencies: [
-            "Redis", "BlockStore", "Multiformats", "EdgeswapTestSupport",
+            "Redis", "BlockStore", "Quota", "Multiformats", "EdgeswapTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [

@@ -2,35 +2,35 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// A small pool of pipelined connections to one Redis server.
+/// A Redis client: a small pool of pipelined connections to one server, or, in cluster mode, one such pool
+/// per master of a Redis Cluster with every command routed by its key's hash slot.
 ///
-/// - Connections are dialled lazily, up to `poolSize`; callers are spread over them round robin, and many
-///   commands share each connection (no checkout: replies pair with commands by order).
+/// - Connections are dialled lazily, up to `poolSize` (per node); callers are spread over them round robin,
+///   and many commands share each connection (no checkout: replies pair with commands by order).
 /// - A connection that has closed (server restart, timeout, protocol error) is dropped and re-dialled on
 ///   the next use. Failed dials back off exponentially with jitter; during the wait calls fail at once with
 ///   the last error (never a busy loop of dials).
 /// - Every new connection sends AUTH and SELECT as configured.
+/// - Cluster mode (`RedisConfiguration.Mode.cluster`): a command goes to the master serving the slot of
+///   its first key (`RedisCommandKey.firstKey(of:)`; `send(_:key:)` names the key explicitly), commands
+///   without a key to one master; MOVED, ASK, TRYAGAIN and CLUSTERDOWN are handled here (see
+///   `RedisClusterRouter`), so callers use the same calls in both modes. A pipeline must hold keys of one
+///   slot only (one hash tag), else it fails with `RedisError.crossSlot` before anything is sent.
 /// - Every error is a `RedisError`.
 ///
 /// Call `shutdown()` before dropping the client: it closes the connections.
 public actor RedisClient {
     public nonisolated let configuration: RedisConfiguration
-    private let group: any EventLoopGroup
-    private let logger: Logger
 
-    private enum Slot {
-        case empty
-        case connecting(Task<RedisConnection, any Error>)
-        case ready(RedisConnection)
+    /// Fixed at init by `configuration.mode`: the standalone path is the pool alone, untouched by any
+    /// cluster logic.
+    private enum Topology: Sendable {
+        case standalone(RedisNodePool)
+        case cluster(RedisClusterRouter)
     }
 
-    private var slots: [Slot]
-    private var nextSlot = 0
-    private var dialFailures = 0
-    private var nextDialAllowed: ContinuousClock.Instant?
-    private var lastDialError: RedisError?
-    private var isShutDown = false
-    /// SHA1 of each script loaded with SCRIPT LOAD, by source text.
+    private nonisolated let topology: Topology
+    /// SHA1 of each script loaded with SCRIPT LOAD, by source text (the same on every node of a cluster).
     private var scriptSHAs: [String: String] = [:]
 
     public init(configuration: RedisConfiguration,
@@ -38,47 +38,80 @@ public actor RedisClient {
                 logger: Logger = Logger(label: "edgeswap.redis")) {
         precondition(configuration.poolSize > 0, "poolSize must be positive")
         self.configuration = configuration
-        group = eventLoopGroup
-        self.logger = logger
-        slots = Array(repeating: .empty, count: configuration.poolSize)
+        switch configuration.mode {
+        case .standalone:
+            topology = .standalone(RedisNodePool(configuration: configuration, eventLoopGroup: eventLoopGroup,
+                                                 logger: logger))
+        case .cluster(let seeds):
+            topology = .cluster(RedisClusterRouter(configuration: configuration, seeds: seeds,
+                                                   eventLoopGroup: eventLoopGroup, logger: logger))
+        }
     }
 
-    /// Sends one command and returns its reply. An error reply throws `RedisError.server`.
+    /// Sends one command and returns its reply. An error reply throws `RedisError.server`. In cluster mode
+    /// it goes to the node serving its first key.
     public nonisolated func send(_ command: [RedisArgument], timeout: Duration? = nil) async throws(RedisError) -> RedisValue {
-        try await connection().send(command, timeout: timeout)
+        switch topology {
+        case .standalone(let pool):
+            return try await pool.connection().send(command, timeout: timeout)
+        case .cluster(let router):
+            return try await Self.single(router.execute([command], route: Self.route(of: [command]), timeout: timeout))
+        }
+    }
+
+    /// `send(_:timeout:)` routed by `key` in cluster mode (for a command whose key the built-in table
+    /// does not find); nil routes as `send(_:timeout:)` does. Standalone, `key` is ignored.
+    public nonisolated func send(_ command: [RedisArgument], key: RedisArgument?,
+                                 timeout: Duration? = nil) async throws(RedisError) -> RedisValue {
+        guard let key, case .cluster(let router) = topology else { return try await send(command, timeout: timeout) }
+        return try await Self.single(router.execute([command], route: .slot(RedisHashSlot.slot(of: key.bytes)),
+                                                    timeout: timeout))
     }
 
     /// Sends `commands` on one connection in one write and returns their replies in order (one round trip).
-    /// Error replies come back as `.error` values; transport failures throw.
+    /// Error replies come back as `.error` values; transport failures throw. In cluster mode every key of
+    /// the pipeline must be in one slot (`RedisError.crossSlot` otherwise).
     public nonisolated func pipeline(_ commands: [[RedisArgument]], timeout: Duration? = nil) async throws(RedisError) -> [RedisValue] {
-        try await connection().pipeline(commands, timeout: timeout)
+        switch topology {
+        case .standalone(let pool):
+            return try await pool.connection().pipeline(commands, timeout: timeout)
+        case .cluster(let router):
+            return try await router.execute(commands, route: Self.route(of: commands), timeout: timeout)
+        }
     }
 
     /// Runs a Lua script with EVALSHA. The script is loaded (SCRIPT LOAD) the first time and whenever the
     /// server answers NOSCRIPT (after a restart, failover or SCRIPT FLUSH), then the call is retried once.
+    /// In cluster mode the EVALSHA goes to the node serving `keys[0]` (following redirects), and a node
+    /// that answers NOSCRIPT gets the script there and then: each node loads it the first time it runs it.
     public nonisolated func evalSHA(script: String, keys: [RedisArgument] = [], args: [RedisArgument] = [],
                                     timeout: Duration? = nil) async throws(RedisError) -> RedisValue {
+        let key = keys.first
         let sha: String
         if let known = await knownSHA(of: script) {
             sha = known
         } else {
-            sha = try await loadScript(script)
+            sha = try await loadScript(script, key: key)
         }
         let command: (String) -> [RedisArgument] = { sha in
             ["EVALSHA", RedisArgument(sha), RedisArgument(keys.count)] + keys + args
         }
+        if case .cluster(let router) = topology {
+            let route: RedisClusterRouter.Route = key.map { .slot(RedisHashSlot.slot(of: $0.bytes)) } ?? .anyNode
+            return try await Self.single(router.execute([command(sha)], route: route, timeout: timeout, script: script))
+        }
         do {
             return try await send(command(sha), timeout: timeout)
         } catch let error where error.serverErrorCode == "NOSCRIPT" {
-            let reloaded = try await loadScript(script)
+            let reloaded = try await loadScript(script, key: key)
             return try await send(command(reloaded), timeout: timeout)
         }
     }
 
     private func knownSHA(of script: String) -> String? { scriptSHAs[script] }
 
-    private nonisolated func loadScript(_ script: String) async throws(RedisError) -> String {
-        let reply = try await send(["SCRIPT", "LOAD", RedisArgument(script)])
+    private nonisolated func loadScript(_ script: String, key: RedisArgument?) async throws(RedisError) -> String {
+        let reply = try await send(["SCRIPT", "LOAD", RedisArgument(script)], key: key)
         guard let sha = reply.string else {
             throw .unexpectedReply(expected: "SHA1 from SCRIPT LOAD", got: reply.description)
         }
@@ -88,102 +121,52 @@ public actor RedisClient {
 
     private func remember(sha: String, for script: String) { scriptSHAs[script] = sha }
 
-    /// A live connection from the pool, dialling one if its slot is empty or dead.
-    public func connection() async throws(RedisError) -> RedisConnection {
-        guard !isShutDown else { throw .shutDown }
-        let index = nextSlot
-        nextSlot = (nextSlot + 1) % slots.count
-        switch slots[index] {
-        case .ready(let connection) where connection.isActive:
-            return connection
-        case .connecting(let task):
-            return try await Self.value(of: task)
-        case .ready(let dead):
-            logger.debug("redis connection closed; dropping it", metadata: ["address": "\(dead.address)"])
-            slots[index] = .empty
-        case .empty:
-            break
+    /// A live connection from the pool, dialling one if its slot is empty or dead. In cluster mode a
+    /// connection to one master (the one keyless commands go to); no redirects are followed on it.
+    public nonisolated func connection() async throws(RedisError) -> RedisConnection {
+        switch topology {
+        case .standalone(let pool): try await pool.connection()
+        case .cluster(let router): try await router.anyConnection()
         }
-        let now = ContinuousClock.now
-        if let until = nextDialAllowed, now < until {
-            // Backing off: use any other live connection, else fail fast with why the last dial failed.
-            for case .ready(let connection) in slots where connection.isActive { return connection }
-            let wait = until - now
-            switch lastDialError {
-            case .unreachable(let address, let reason)?:
-                throw .unreachable(address: address, reason: "\(reason) (next dial in \(wait))")
-            case let error?:
-                throw error
-            case nil:
-                throw .unreachable(address: configuration.address, reason: "backing off (next dial in \(wait))")
-            }
-        }
-        let configuration = configuration
-        let group = group
-        let task = Task { () async throws -> RedisConnection in
-            try await RedisConnection.connect(to: configuration, on: group)
-        }
-        slots[index] = .connecting(task)
-        let connection: RedisConnection
-        do throws(RedisError) {
-            connection = try await Self.value(of: task)
-        } catch {
-            if case .connecting = slots[index] { slots[index] = .empty }
-            dialFailures += 1
-            let wait = backoff(afterFailures: dialFailures)
-            nextDialAllowed = ContinuousClock.now + wait
-            lastDialError = error
-            logger.warning("redis dial failed", metadata: [
-                "address": "\(configuration.address)", "error": "\(error)",
-                "failures": "\(dialFailures)", "retry_in": "\(wait)",
-            ])
-            throw error
-        }
-        if isShutDown {
-            await connection.close()
-            throw .shutDown
-        }
-        if case .connecting = slots[index] { slots[index] = .ready(connection) }
-        if dialFailures > 0 {
-            logger.info("redis reachable again", metadata: ["address": "\(configuration.address)"])
-        }
-        dialFailures = 0
-        nextDialAllowed = nil
-        lastDialError = nil
-        return connection
     }
 
-    /// base * 2^(failures-1), capped at the maximum, then scaled by a random 50-100 % ("equal jitter").
-    private func backoff(afterFailures failures: Int) -> Duration {
-        let base = configuration.reconnectBackoffBase
-        let cap = configuration.reconnectBackoffMax
-        var wait = base
-        for _ in 1..<max(1, min(failures, 32)) where wait < cap { wait *= 2 }
-        wait = min(wait, cap)
-        return wait * Double.random(in: 0.5...1.0)
-    }
-
-    private static func value(of task: Task<RedisConnection, any Error>) async throws(RedisError) -> RedisConnection {
-        do {
-            return try await task.value
-        } catch let error as RedisError {
-            throw error
-        } catch {
-            throw .unreachable(address: "?", reason: "\(error)")
+    /// Slot map refreshes and redirects so far (all zero in standalone mode).
+    public nonisolated func clusterStatistics() async -> RedisClusterStatistics {
+        switch topology {
+        case .standalone: RedisClusterStatistics()
+        case .cluster(let router): await router.currentStatistics()
         }
     }
 
     /// Closes every connection; later calls fail with `RedisError.shutDown`.
     public func shutdown() async {
-        isShutDown = true
-        let current = slots
-        slots = Array(repeating: .empty, count: slots.count)
-        for slot in current {
-            switch slot {
-            case .ready(let connection): await connection.close()
-            case .connecting(let task): if let connection = try? await task.value { await connection.close() }
-            case .empty: break
-            }
+        switch topology {
+        case .standalone(let pool): await pool.shutdown()
+        case .cluster(let router): await router.shutdown()
         }
+    }
+
+    /// The route of a batch: the slot of its keys, which must agree, or any node when it has none.
+    private static func route(of commands: [[RedisArgument]]) throws(RedisError) -> RedisClusterRouter.Route {
+        var found: (slot: Int, key: RedisArgument)?
+        for command in commands {
+            guard let key = RedisCommandKey.firstKey(of: command) else { continue }
+            let slot = RedisHashSlot.slot(of: key.bytes)
+            if let found, found.slot != slot {
+                throw .crossSlot("\(RedisValue.bulkString(found.key.bytes)) is in slot \(found.slot), "
+                                 + "\(RedisValue.bulkString(key.bytes)) in slot \(slot)")
+            }
+            found = (slot, key)
+        }
+        return found.map { .slot($0.slot) } ?? .anyNode
+    }
+
+    /// The one reply of a one-command batch; an error reply throws, as `RedisConnection.send` does.
+    private static func single(_ replies: [RedisValue]) throws(RedisError) -> RedisValue {
+        guard let reply = replies.first else {
+            throw .unexpectedReply(expected: "one reply", got: "none")
+        }
+        if case .error(let message) = reply { throw .server(message) }
+        return reply
     }
 }

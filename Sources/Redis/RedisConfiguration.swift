@@ -1,9 +1,27 @@
 /// Where the Redis server is, how to log in, and every limit the client applies. Each limit is a named
 /// setting with a default.
+///
+/// Two modes (`mode`):
+/// - `.standalone` (the default; `redis://host:port/db`): one server, everything goes to `host:port`.
+/// - `.cluster(seeds:)` (`redis+cluster://[[user]:password@]host1:port1,host2:port2,...`): a Redis Cluster.
+///   The slot map is read with CLUSTER SLOTS from any seed (the seeds need not be all nodes, nor stay up:
+///   one reachable node is enough), each master gets a pool of `poolSize` connections, and every command
+///   goes to the master serving its key's slot, following MOVED and ASK. The same password and user log
+///   in to every node; the database is always 0 (the specification: "Redis Cluster does not support
+///   multiple databases like the standalone version of Redis. We only support database 0"). `host` and `port` are the first seed.
 public struct RedisConfiguration: Sendable, Hashable {
+    /// One server or a cluster; see the type's documentation.
+    public enum Mode: Sendable, Hashable {
+        case standalone
+        /// Nodes the slot map is first read from (afterwards from the masters it lists, then these again).
+        case cluster(seeds: [RedisNode])
+    }
+
     /// Host name or IP address (IPv6 without brackets).
     public var host: String
     public var port: Int
+    /// `.standalone` unless set, or parsed from a `redis+cluster://` URL.
+    public var mode: Mode = .standalone
     /// ACL user for `AUTH user password` (Redis 6+); nil sends `AUTH password` (the `default` user).
     public var username: String?
     /// Password sent with AUTH on every new connection; nil sends no AUTH.
@@ -27,6 +45,19 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var reconnectBackoffBase: Duration = .milliseconds(100)
     public var reconnectBackoffMax: Duration = .seconds(10)
 
+    // Cluster mode only.
+
+    /// The most MOVED / ASK redirects one command (or pipeline) follows before it fails with
+    /// `RedisError.tooManyRedirects` (a redirect loop: the nodes disagree about who owns a slot).
+    public var clusterMaxRedirects: Int = 5
+    /// How often a `TRYAGAIN` or `CLUSTERDOWN` reply is retried before it is returned as the reply; the waits
+    /// start at `clusterRetryBackoff` and double (with 50-100 % jitter).
+    public var clusterRetries: Int = 5
+    public var clusterRetryBackoff: Duration = .milliseconds(25)
+    /// The shortest time between two CLUSTER SLOTS reads (a burst of MOVED replies during a resharding
+    /// refreshes the map once; the slot a MOVED names is updated from the redirect itself at once).
+    public var clusterRefreshInterval: Duration = .milliseconds(250)
+
     public init(host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil,
                 database: Int = 0) {
         self.host = host
@@ -36,14 +67,18 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.database = database
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]`. The port defaults to 6379 and the database to
-    /// 0; user and password may be percent-encoded; an IPv6 host is written in brackets (`[::1]`).
+    /// Parses `redis://[[user]:password@]host[:port][/db]`, or `redis+cluster://[[user]:password@]host[:port]
+    /// [,host[:port]...][/0]` for a Redis Cluster (the hosts are seeds: see the type's documentation). The port
+    /// defaults to 6379 and the database to 0 (a cluster only has database 0); user and password may be
+    /// percent-encoded; an IPv6 host is written in brackets (`[::1]`).
     public init(url: String) throws(RedisError) {
-        let scheme = "redis://"
-        guard url.hasPrefix(scheme) else {
-            throw .invalidURL("\(url.debugDescription) does not start with redis:// (rediss:// TLS is not supported)")
+        let standalone = "redis://"
+        let cluster = "redis+cluster://"
+        let isCluster = url.hasPrefix(cluster)
+        guard isCluster || url.hasPrefix(standalone) else {
+            throw .invalidURL("\(url.debugDescription) does not start with redis:// or redis+cluster:// (rediss:// TLS is not supported)")
         }
-        var rest = Substring(url.dropFirst(scheme.count))
+        var rest = Substring(url.dropFirst(isCluster ? cluster.count : standalone.count))
         var path: Substring = ""
         if let slash = rest.firstIndex(of: "/") {
             path = rest[rest.index(after: slash)...]
@@ -63,6 +98,30 @@ public struct RedisConfiguration: Sendable, Hashable {
                 password = try Self.percentDecode(credentials)
             }
         }
+        var database = 0
+        if !path.isEmpty {
+            guard let value = Int(path), value >= 0 else {
+                throw .invalidURL("database \(path.debugDescription) is not a non-negative number")
+            }
+            database = value
+        }
+        guard isCluster else {
+            let node = try Self.parseNode(rest, in: url)
+            self.init(host: node.host, port: node.port, username: username, password: password, database: database)
+            return
+        }
+        guard database == 0 else {
+            throw .invalidURL("database \(database) in \(url): a Redis Cluster only has database 0")
+        }
+        let seeds = try rest.split(separator: ",", omittingEmptySubsequences: false).map {
+            (part) throws(RedisError) -> RedisNode in try Self.parseNode(part, in: url)
+        }
+        self.init(host: seeds[0].host, port: seeds[0].port, username: username, password: password)
+        mode = .cluster(seeds: seeds)
+    }
+
+    /// `host[:port]` or `[ipv6][:port]`, the port defaulting to 6379.
+    private static func parseNode(_ rest: Substring, in url: String) throws(RedisError) -> RedisNode {
         var host: Substring
         var portText: Substring?
         if rest.hasPrefix("[") {
@@ -87,18 +146,22 @@ public struct RedisConfiguration: Sendable, Hashable {
             }
             port = value
         }
-        var database = 0
-        if !path.isEmpty {
-            guard let value = Int(path), value >= 0 else {
-                throw .invalidURL("database \(path.debugDescription) is not a non-negative number")
-            }
-            database = value
-        }
-        self.init(host: String(host), port: port, username: username, password: password, database: database)
+        return RedisNode(host: String(host), port: port)
+    }
+
+    /// This configuration for one node of a cluster: the same credentials and limits, `node`'s address,
+    /// database 0, standalone (a node is dialled like a single server).
+    func forNode(_ node: RedisNode) -> RedisConfiguration {
+        var configuration = self
+        configuration.host = node.host
+        configuration.port = node.port
+        configuration.database = 0
+        configuration.mode = .standalone
+        return configuration
     }
 
     /// `host:port` for messages.
-    public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var address: String { RedisNode(host: host, port: port).address }
 
     private static func percentDecode(_ text: Substring) throws(RedisError) -> String {
         var bytes: [UInt8] = []
@@ -124,6 +187,26 @@ extension RedisConfiguration: CustomStringConvertible {
         if let password {
             credentials = "\(username ?? ""):\(password.isEmpty ? "" : "***")@"
         }
-        return "redis://\(credentials)\(address)/\(database)"
+        switch mode {
+        case .standalone: return "redis://\(credentials)\(address)/\(database)"
+        case .cluster(let seeds): return "redis+cluster://\(credentials)\(seeds.map(\.address).joined(separator: ","))"
+        }
     }
+}
+
+/// One server: a standalone Redis, or a node of a cluster.
+public struct RedisNode: Sendable, Hashable, CustomStringConvertible {
+    /// Host name or IP address (IPv6 without brackets).
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `host:port` (`[v6]:port`), as in messages and MOVED / ASK redirects.
+    public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    public var description: String { address }
 }

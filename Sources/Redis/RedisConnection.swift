@@ -293,11 +293,9 @@ public final class RedisConnection: Sendable {
         let deadline = NIODeadline.now() + TimeAmount(timeout)
         var bytes = channel.allocator.buffer(capacity: 0)
         for command in commands { RedisCommandEncoder.encode(command, into: &bytes) }
-        let first = String(decoding: commands[0].first?.bytes.prefix(32) ?? [], as: UTF8.self).uppercased()
         let batch = PendingBatch(
             promise: channel.eventLoop.makePromise(of: [RedisValue].self), count: commands.count,
-            name: commands.count == 1 ? first : "pipeline of \(commands.count) starting with \(first)",
-            timeout: timeout, deadline: deadline)
+            name: Self.name(of: commands), timeout: timeout, deadline: deadline)
         // On a channel already torn down the request never reaches the handler; fail the promise here then
         // (completing a promise twice is a no-op in NIO, so the handler's own failure path is safe).
         let promise = batch.promise
@@ -311,6 +309,12 @@ public final class RedisConnection: Sendable {
         } catch {
             throw .connectionClosed("\(error)")
         }
+    }
+
+    /// How errors name a batch: `GET`, or `pipeline of 3 starting with ZREVRANGE` (never the arguments).
+    static func name(of commands: [[RedisArgument]]) -> String {
+        let first = String(decoding: commands[0].first?.bytes.prefix(32) ?? [], as: UTF8.self).uppercased()
+        return commands.count == 1 ? first : "pipeline of \(commands.count) starting with \(first)"
     }
 
     /// Closes the connection; commands still waiting fail with `RedisError.connectionClosed`.

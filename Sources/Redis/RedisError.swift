@@ -24,6 +24,15 @@ public enum RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidURL(String)
     /// The client was shut down.
     case shutDown
+    /// Cluster mode: `command` was redirected (MOVED / ASK) more often than `clusterMaxRedirects` allows;
+    /// `last` is the last redirect. The nodes disagree about who serves the slot (a redirect loop).
+    case tooManyRedirects(command: String, last: String)
+    /// Cluster mode: the keys of one pipeline lie in different hash slots (a pipeline goes to one node;
+    /// use one hash tag, `{...}`, for keys that travel together).
+    case crossSlot(String)
+    /// Cluster mode: no usable slot map (no node answered CLUSTER SLOTS, or its answer leaves the key's
+    /// slot unserved).
+    case clusterTopology(String)
 
     public var description: String {
         switch self {
@@ -37,6 +46,10 @@ public enum RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         case .unexpectedReply(let expected, let got): "unexpected Redis reply: expected \(expected), got \(got)"
         case .invalidURL(let reason): "invalid Redis URL: \(reason)"
         case .shutDown: "Redis client is shut down"
+        case .tooManyRedirects(let command, let last):
+            "Redis Cluster redirected \(command) too many times (a redirect loop?); last: \(last)"
+        case .crossSlot(let reason): "Redis Cluster: keys of one pipeline in different slots: \(reason)"
+        case .clusterTopology(let reason): "Redis Cluster slot map unusable: \(reason)"
         }
     }
 

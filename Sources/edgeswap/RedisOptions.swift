@@ -4,8 +4,8 @@ import Redis
 /// `--redis URL` and its tunables: where the state shared by every instance lives (peer scopes, CAR indexes).
 struct RedisOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "Redis holding state shared by every instance: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB].",
-        discussion: "Without it, peer scopes and the CAR index cache live in this process only (fine for one instance). When Redis is unreachable, lookups go on without it (logged, counted in /metrics) and use it again once it answers."))
+        "Redis holding state shared by every instance: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or a Redis Cluster: redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...].",
+        discussion: "Without it, peer scopes and the CAR index cache live in this process only (fine for one instance). When Redis is unreachable, lookups go on without it (logged, counted in /metrics) and use it again once it answers. With redis+cluster:// the listed nodes are seeds (one reachable node is enough): the slot map is read from them, each master gets --redis-pool connections, and MOVED / ASK redirects are followed."))
     var redis: String?
 
     @Option(name: .customLong("redis-pool"), help: "Connections to Redis (commands pipeline on each).")

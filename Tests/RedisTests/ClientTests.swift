@@ -8,7 +8,15 @@ func withClient(
     _ server: RedisServer, configure: (inout RedisConfiguration) -> Void = { _ in },
     _ body: (RedisClient) async throws -> Void
 ) async throws {
-    var configuration = try RedisConfiguration(url: server.url)
+    try await withClient(url: server.url, configure: configure, body)
+}
+
+/// A client for `url` (`redis://` or `redis+cluster://`), shut down after `body`.
+func withClient(
+    url: String, configure: (inout RedisConfiguration) -> Void = { _ in },
+    _ body: (RedisClient) async throws -> Void
+) async throws {
+    var configuration = try RedisConfiguration(url: url)
     configure(&configuration)
     let client = RedisClient(configuration: configuration)
     do {

@@ -17,11 +17,18 @@ public enum LoopbackPorts {
     nonisolated(unsafe) private static var handedOut: Set<UInt16> = []
 
     /// A port on 127.0.0.1 that was free a moment ago and that no other caller here has received.
+    ///
+    /// The probe (a bind) runs under the lock and only on ports nobody here has received: probing a port
+    /// already handed out would hold it for a moment, and the server it was handed to could fail to bind
+    /// it ("Address already in use") just then.
     public static func allocate() throws -> UInt16 {
         for _ in 0..<256 {
             let port = UInt16.random(in: 10_000..<15_000)
-            guard isFree(port) else { continue }
-            let fresh = lock.withLock { handedOut.insert(port).inserted }
+            let fresh = lock.withLock { () -> Bool in
+                guard !handedOut.contains(port), isFree(port) else { return false }
+                handedOut.insert(port)
+                return true
+            }
             if fresh {
                 return port
             }
@@ -38,9 +45,10 @@ extension LoopbackPorts {
     public static func allocatePair(offset: UInt16 = 10_000) throws -> UInt16 {
         for _ in 0..<256 {
             let port = UInt16.random(in: 15_000..<22_000)
-            guard isFree(port), isFree(port + offset) else { continue }
+            // As in `allocate()`: probe under the lock, and never a port already handed out.
             let fresh = lock.withLock { () -> Bool in
-                guard !handedOut.contains(port), !handedOut.contains(port + offset) else { return false }
+                guard !handedOut.contains(port), !handedOut.contains(port + offset),
+                      isFree(port), isFree(port + offset) else { return false }
                 handedOut.insert(port)
                 handedOut.insert(port + offset)
                 return true

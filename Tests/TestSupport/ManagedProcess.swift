@@ -168,16 +168,30 @@ public final class ManagedProcess {
     /// Idempotent and synchronous (so it works from `defer` and `deinit`); never waits more than
     /// `grace` + 5 s.
     public func terminate(grace: Duration = .seconds(5)) {
-        if stopped { return }
+        guard beginStop() else { return }
+        signalProcess(pid, SIGTERM)
+        if !waitUntilReaped(within: grace) {
+            signalProcess(pid, SIGKILL)
+            _ = waitUntilReaped(within: .seconds(5))
+        }
+    }
+
+    /// Kills the process at once by PID (SIGKILL: no shutdown of its own, as in a crash or a lost host) and
+    /// reaps it (within 5 s). Idempotent.
+    public func kill() {
+        guard beginStop() else { return }
+        signalProcess(pid, SIGKILL)
+        _ = waitUntilReaped(within: .seconds(5))
+    }
+
+    /// Marks the process stopped and closes its stdin; true if it still has to be signalled (not stopped
+    /// before, not exited on its own).
+    private func beginStop() -> Bool {
+        if stopped { return false }
         stopped = true
         close(stdinWriter)
         stdinWriter = -1
-        guard !reap() else { return }
-        kill(pid, SIGTERM)
-        if !waitUntilReaped(within: grace) {
-            kill(pid, SIGKILL)
-            _ = waitUntilReaped(within: .seconds(5))
-        }
+        return !reap()
     }
 
     private func waitUntilReaped(within limit: Duration) -> Bool {
@@ -203,6 +217,11 @@ public final class ManagedProcess {
             \(tail(stderr()))
             """)
     }
+}
+
+/// `kill(2)`, under a name `ManagedProcess.kill()` does not shadow.
+private func signalProcess(_ pid: pid_t, _ signal: Int32) {
+    kill(pid, signal)
 }
 
 /// Runs `body` with a started process and stops the process afterwards, whether `body` returns or throws.
