@@ -113,6 +113,17 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // IPIP-383 compact denylists: parser, an immutable matcher snapshot, a store that reloads on demand
+        // and when a file changes. sha2-256 comes through Multiformats' `Hashing` (swift-crypto).
+        .target(
+            name: "Denylist",
+            dependencies: [
+                "Multiformats",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "EdgeswapServer",
             dependencies: [
@@ -193,6 +204,11 @@ let package = Package(
         .testTarget(name: "QuotaTests", dependencies: [
             "Quota", "Bitswap", "Multiformats", "Redis", "EdgeswapTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strictSettings),
+        .testTarget(name: "DenylistTests", dependencies: [
+            "Denylist", "Multiformats", "EdgeswapTestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "BlockStoreTests", dependencies: [
             "BlockStore", "Bitswap", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
