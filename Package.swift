@@ -127,7 +127,7 @@ let package = Package(
         .target(
             name: "EdgeswapServer",
             dependencies: [
-                "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "Bitswap", "BlockStore",
+                "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "Bitswap", "BlockStore", "Denylist",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -152,7 +152,7 @@ let package = Package(
             name: "edgeswap",
             dependencies: [
                 "EdgeswapServer", "EdgeswapLoad", "Multiformats", "CAR", "ObjectStorage", "Libp2p", "UnixFS", "BlockStore",
-                "Bitswap", "Redis", "Quota",
+                "Bitswap", "Redis", "Quota", "Denylist",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -221,7 +221,7 @@ let package = Package(
         ], swiftSettings: strictSettings),
         .testTarget(name: "EdgeswapCLITests", dependencies: [
             "EdgeswapServer", "EdgeswapLoad", "EdgeswapTestSupport", "Libp2p", "CAR", "Multiformats", "UnixFS", "ObjectStorage",
-            "Bitswap", "BlockStore",
+            "Bitswap", "BlockStore", "Denylist",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ],

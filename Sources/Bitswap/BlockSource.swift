@@ -153,6 +153,13 @@ extension BlockSource {
     }
 }
 
+/// Decides, for every new want and before anything else, whether it may be served at all (a denylist). Called
+/// on the connection's event loop for each want: it must be quick (hash-table lookups).
+public protocol WantFilter: Sendable {
+    /// A short label for why `cid` is denied (counted per label), or nil when it may be served.
+    func denial(of cid: CID) -> String?
+}
+
 /// A step before every lookup batch and after it: per-peer quotas, rate limits. The engine asks it nothing
 /// itself (it is sans-IO); the owner of the engine calls `admit` before running a `.lookup` action, feeds a
 /// refusal back with `BitswapEngine.admission(_:for:)` (a `.close` becomes an engine action), and after an

@@ -49,6 +49,9 @@ public struct BitswapEngine: Sendable {
         public var initialBlockSizeEstimate = 256 << 10
         /// Hash functions served (boxo's `verifcid` allowlist is the model).
         public var allowedHashes: Set<UInt64> = Hashing.supported
+        /// Asked for every new want before anything else (storage, cache): a denylist. A denied want is answered
+        /// as a miss (DONT_HAVE where the peer asked for one) and refused with `.denied`.
+        public var wantFilter: (any WantFilter)?
 
         public init() {}
     }
@@ -69,6 +72,8 @@ public struct BitswapEngine: Sendable {
         case lookupFailed(CID, reason: String)
         /// The source answered `.have` to a want-block (a `BlockSource` contract violation).
         case haveForWantBlock(CID)
+        /// The want filter (a denylist) denied the CID; `reason` is its label (e.g. the rule kind).
+        case denied(CID, reason: String)
     }
 
     public enum Action: Sendable {
@@ -290,6 +295,19 @@ public struct BitswapEngine: Sendable {
         let modern = peer.protocolVersion.hasPresences
         let wantType = modern ? entry.wantType : .block
         let sendDontHave = modern && entry.sendDontHave
+        if wants[key] == nil, let filter = configuration.wantFilter, let reason = filter.denial(of: entry.cid) {
+            // Decided before any lookup, so a denied block costs no storage request and no cache access; the
+            // peer sees an ordinary miss (IPIP-383 leaves the response to the implementation).
+            refuse(.denied(entry.cid, reason: reason), &actions)
+            if sendDontHave {
+                let want = Want(cid: entry.cid, priority: entry.priority, wantType: wantType,
+                                sendDontHave: true, seq: nextSeq, state: .queued)
+                nextSeq += 1
+                wants[key] = want
+                resolve(key, want, .notFound, &actions)
+            }
+            return
+        }
         if var existing = wants[key] {
             existing.priority = entry.priority
             existing.sendDontHave = sendDontHave

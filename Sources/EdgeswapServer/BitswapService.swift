@@ -38,6 +38,7 @@ public final class BitswapService: Sendable {
     private let logger: Logger
     private let registry = NIOLockedValueBox([UInt64: NIOLoopBound<ConnectionSession>]())
     private let totals = NIOLockedValueBox(BitswapEngine.Statistics())
+    private let denialCounts = NIOLockedValueBox([String: Int]())
     fileprivate let liveCounters = NIOLockedValueBox(LiveCounters())
 
     fileprivate struct LiveCounters {
@@ -123,6 +124,13 @@ public final class BitswapService: Sendable {
             _ = self.registry.withLockedValue { $0.removeValue(forKey: id) }
         }
         return session
+    }
+
+    /// Wants denied by the engine's want filter (the denylist), by the filter's reason label.
+    public var denials: [String: Int] { denialCounts.withLockedValue { $0 } }
+
+    fileprivate func countDenial(_ reason: String) {
+        denialCounts.withLockedValue { $0[reason, default: 0] += 1 }
     }
 
     fileprivate func add(_ delta: BitswapEngine.Statistics, since last: BitswapEngine.Statistics) {
@@ -292,6 +300,11 @@ private final class ConnectionSession {
                 send(frame)
             case .refused(.rejectedEntry(let rejected)):
                 setAside.append(rejected)
+            case .refused(.denied(let cid, let reason)):
+                service.countDenial(reason)
+                logger.debug("bitswap want denied", metadata: [
+                    "connection": "\(connection.id)", "cid": "\(cid)", "reason": "\(reason)",
+                ])
             case .refused(let refusal):
                 logger.debug("bitswap want refused", metadata: [
                     "connection": "\(connection.id)", "refusal": "\(refusal)",

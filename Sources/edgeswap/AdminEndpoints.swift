@@ -78,6 +78,12 @@ struct AdminEndpoints: Sendable {
         out.add("edgeswap_block_cache_blocks", "gauge", "Blocks held by the verified block cache.", cache.entries)
         out.add("edgeswap_bitswap_lookup_tasks", "gauge", "Lookup batches running, over every connection.",
                 service.lookupTasks)
+        let denials = service.denials.sorted { $0.key < $1.key }
+        if !denials.isEmpty {
+            out.add("edgeswap_bitswap_denied_wants_total", "counter",
+                    "Wants denied by a denylist rule (answered as misses), by rule kind.",
+                    label: "reason", denials.map { ($0.key, $0.value) })
+        }
         if let quota {
             let q = quota.statistics
             out.add("edgeswap_quota_refused_batches_total", "counter", "Lookup batches refused: the peer was over its quota.",

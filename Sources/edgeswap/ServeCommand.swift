@@ -1,5 +1,7 @@
 import ArgumentParser
+import Bitswap
 import BlockStore
+import Denylist
 import Dispatch
 import EdgeswapServer
 import Foundation
@@ -108,6 +110,15 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: "Off unless given. Keep it on a private interface, e.g. 127.0.0.1:9090; PORT 0 picks a free port (printed as `admin http://HOST:PORT`)."))
     var adminListen: String?
 
+    @Option(name: .customLong("denylist"), help: ArgumentHelp(
+        "An IPIP-383 compact denylist (*.deny) whose blocks are never served; repeat for several (a later file's rules win over an earlier one's).",
+        discussion: "Every new want is checked before any storage or cache access; a denied want is answered as a miss (DONT_HAVE where asked) and counted by rule kind (edgeswap_bitswap_denied_wants_total). /ipfs/CID rules match by multihash (every CID form of the same bytes), //hash rules are the double-hashed and legacy badbits forms, ! rules allow. Path and /ipns/ rules do not apply to Bitswap: they are counted and logged at load, not enforced. A list that does not parse stops the start; while serving, files are reloaded on SIGHUP and when they change (see --denylist-poll), and a reload that fails keeps the previous rules."))
+    var denylist: [String] = []
+
+    @Option(name: .customLong("denylist-poll"),
+            help: "Seconds between checks of the --denylist files for changes (a changed file is reloaded); 0 turns polling off (SIGHUP still reloads).")
+    var denylistPoll: Double = 10
+
     @Option(name: .customLong("print-roots"),
             help: "A fixtures.json (from `edgeswap fixtures`): after listening, print its roots and the kubo commands that fetch them.")
     var printRoots: String?
@@ -130,6 +141,7 @@ struct ServeCommand: AsyncParsableCommand {
         try self.redisOptions.validateRedis()
         try self.servingOptions.validateServing()
         try self.quotaOptions.validateQuota()
+        guard self.denylistPoll >= 0 else { throw ValidationError("--denylist-poll cannot be negative") }
         for text in self.listen + self.announce {
             do {
                 _ = try WebSocketMultiaddr(try Multiaddr(text))
@@ -237,10 +249,25 @@ struct ServeCommand: AsyncParsableCommand {
                 ?? LocalQuotaLedger()
             quota = QuotaGate(policy: policy, ledger: ledger, logger: Logger(label: "edgeswap.quota"))
         }
-        let service = BitswapService(source: source, configuration: self.servingOptions.engine, gate: quota,
+        var engine = self.servingOptions.engine
+        var denylists: DenylistStore?
+        if !self.denylist.isEmpty {
+            do {
+                denylists = try DenylistStore(paths: self.denylist, logger: Logger(label: "edgeswap.denylist"))
+            } catch {
+                throw ValidationError("--denylist: \(error)")
+            }
+            engine.wantFilter = denylists.map { DenylistFilter(store: $0) }
+        }
+        let service = BitswapService(source: source, configuration: engine, gate: quota,
                                      logger: Logger(label: "edgeswap.bitswap"))
         service.register(on: host)
-        let signals = SignalWaiter(signals: [SIGTERM, SIGINT])
+        let signals = SignalWaiter(signals: [SIGTERM, SIGINT, SIGHUP])
+        let poll = self.denylistPoll
+        let denylistWatcher = denylists.flatMap { store in
+            poll > 0 ? Task { await store.watch(every: .milliseconds(Int64(poll * 1000))) } : nil
+        }
+        defer { denylistWatcher?.cancel() }
         let addresses: [Multiaddr]
         do {
             addresses = try await host.start()
@@ -284,7 +311,12 @@ struct ServeCommand: AsyncParsableCommand {
                 writeStandardOutput(line)
             }
         }
-        let signal = await signals.next()
+        var signal = await signals.next()
+        while signal == SIGHUP {
+            // SIGHUP reloads the denylists (a reload that fails is logged and keeps the rules in force).
+            if let denylists { _ = try? denylists.reload() }
+            signal = await signals.next()
+        }
         Logger(label: "edgeswap").info("signal received; shutting down", metadata: ["signal": "\(signal)"])
         await host.shutdown()
         await admin?.shutdown()

@@ -6,9 +6,11 @@ import Bitswap
 import BlockStore
 import CAR
 import EdgeswapServer
+import Denylist
 import Foundation
 import Libp2p
 import Logging
+import NIOConcurrencyHelpers
 import Multiformats
 import NIOCore
 import NIOPosix
@@ -37,8 +39,8 @@ private struct Served {
     let blocks: [(cid: CID, bytes: [UInt8])]
     let storeRoot: String
 
-    static func start(configuration: BitswapEngine.Configuration = .init(), blockCacheBytes: Int = 0) async throws
-        -> Served
+    static func start(configuration: BitswapEngine.Configuration = .init(), blockCacheBytes: Int = 0,
+                      wrap: (any Bucket) -> any Bucket = { $0 }) async throws -> Served
     {
         let (dir, manifest) = try await lifetimeFixtures.value
         let fixture = try #require(manifest.fixture(named: "cidv0-20mib"))
@@ -59,7 +61,7 @@ private struct Served {
         var settings = IndexedCARBlockSourceSettings()
         settings.blockCacheBytes = blockCacheBytes
         let service = BitswapService(
-            source: IndexedCARBlockSource(buckets: StoreBuckets(single: bucket), settings: settings,
+            source: IndexedCARBlockSource(buckets: StoreBuckets(single: wrap(bucket)), settings: settings,
                                           logger: silent("test.store")),
             configuration: configuration, logger: silent("test.bitswap"))
         service.register(on: server)
@@ -250,6 +252,121 @@ private final class Client: Sendable {
         reader.finish()
         await stuck.host.shutdown()
         await reader.host.shutdown()
+        await served.stop()
+    }
+}
+
+/// A bucket that counts the requests for each key it passes on.
+private final class KeyCountingBucket: Bucket, Sendable {
+    let base: any Bucket
+    private let counts = NIOLockedValueBox([String: Int]())
+
+    init(_ base: any Bucket) { self.base = base }
+
+    func requests(matching part: String) -> Int {
+        counts.withLockedValue { $0.filter { $0.key.contains(part) }.values.reduce(0, +) }
+    }
+
+    private func count(_ key: String) { counts.withLockedValue { $0[key, default: 0] += 1 } }
+
+    func get(_ key: String) async throws(BucketError) -> [UInt8] {
+        count(key)
+        return try await base.get(key)
+    }
+
+    func get(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> [UInt8] {
+        count(key)
+        return try await base.get(key, range: range)
+    }
+
+    func getBuffer(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> ByteBuffer {
+        count(key)
+        return try await base.getBuffer(key, range: range)
+    }
+
+    func head(_ key: String) async throws(BucketError) -> UInt64? {
+        count(key)
+        return try await base.head(key)
+    }
+
+    func put(_ key: String, bytes: [UInt8]) async throws(BucketError) { try await base.put(key, bytes: bytes) }
+
+    func put(_ key: String, contentsOf path: String) async throws(BucketError) {
+        try await base.put(key, contentsOf: path)
+    }
+
+    func list(prefix: String, after: String?, limit: Int) async throws(BucketError) -> [String] {
+        count(prefix)
+        return try await base.list(prefix: prefix, after: after, limit: limit)
+    }
+}
+
+@Suite struct DenylistServingTests {
+    /// A leaf denied by its CIDv1 raw form and asked for as the CIDv0 the DAG links to: DONT_HAVE, never the
+    /// bytes, no storage request for it, the denial counted by rule kind; the list edited while serving (the rule
+    /// removed) and reloaded: the same want is then served.
+    @Test(.timeLimit(.minutes(2))) func aDeniedBlockIsAMissWithNoStorageRequestUntilTheListChanges() async throws {
+        let listDir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("edgeswap-denylist-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: listDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: listDir) }
+        let (dir, manifest) = try await lifetimeFixtures.value
+        _ = dir
+        _ = manifest
+        // The leaf to deny is known only once the fixture is read: start with an empty list, then write it.
+        let listPath = listDir + "/test.deny"
+        try "version: 1\nname: test\n---\n".write(toFile: listPath, atomically: true, encoding: .utf8)
+        let store = try DenylistStore(paths: [listPath], logger: silent("test.denylist"))
+        var configuration = BitswapEngine.Configuration()
+        configuration.wantFilter = DenylistFilter(store: store)
+        let counting = NIOLockedValueBox<KeyCountingBucket?>(nil)
+        let served = try await Served.start(configuration: configuration, wrap: { bucket in
+            let wrapped = KeyCountingBucket(bucket)
+            counting.withLockedValue { $0 = wrapped }
+            return wrapped
+        })
+        let bucket = try #require(counting.withLockedValue { $0 })
+        let client = try Client(group: served.group)
+        try await client.start()
+        do {
+            let leaf = served.leaves[5]
+            #expect(leaf.cid.version == .v0)
+            let rawForm = CID(codec: Multicodec.raw, multihash: leaf.cid.multihash)
+            let other = served.leaves[6]
+            try "version: 1\nname: test\n---\n# a takedown, by another CID form of the same bytes\n/ipfs/\(rawForm)\n"
+                .write(toFile: listPath, atomically: true, encoding: .utf8)
+            _ = try store.reload()
+
+            let connection = try await client.host.dial(served.address)
+            try await Client.want([leaf.cid, other.cid], on: connection)
+            var iterator = client.messages.makeAsyncIterator()
+            var blocks: [[UInt8]] = []
+            var dontHaves: [CID] = []
+            while blocks.count + dontHaves.count < 2, let (_, message) = await iterator.next() {
+                blocks.append(contentsOf: message.payload.map { Array($0.data.readableBytesView) })
+                dontHaves.append(contentsOf: message.blockPresences.filter { $0.type == .dontHave }.map(\.cid))
+            }
+            #expect(dontHaves == [leaf.cid], "the denied want is a miss, echoed as asked (v0)")
+            #expect(blocks == [other.bytes], "the denied block is never sent; the other one is")
+            let leafKey = Multibase.base58btc.encode(leaf.cid.multihash.bytes)
+            #expect(bucket.requests(matching: leafKey) == 0, "no blockmap listing for the denied block")
+            #expect(served.service.denials == ["cid": 1])
+
+            // The rule is removed on disk; a reload (what the poll and SIGHUP do) takes it out of force.
+            try "version: 1\nname: test\n---\n".write(toFile: listPath, atomically: true, encoding: .utf8)
+            _ = try store.reload()
+            try await Client.want([leaf.cid], on: connection)
+            var served2: [[UInt8]] = []
+            while served2.isEmpty, let (_, message) = await iterator.next() {
+                served2.append(contentsOf: message.payload.map { Array($0.data.readableBytesView) })
+            }
+            #expect(served2 == [leaf.bytes])
+            await connection.close()
+        } catch {
+            Issue.record("\(error)")
+        }
+        client.finish()
+        await client.host.shutdown()
         await served.stop()
     }
 }
