@@ -8,7 +8,7 @@ STORE_DIR    := Fixtures/store
 RUN_LISTEN   ?= /ip4/127.0.0.1/tcp/4001/ws
 RUN_KEY      ?= .tmp/dev.key
 
-.PHONY: help build release deps test fixtures bench loadtest bench-storage run clean
+.PHONY: help build release deps test fixtures bench loadtest bench-storage bench-resets run clean
 
 help:
 	@echo "make build     debug build of every target"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench     release build, then the benchmarks (figures on stdout)"
 	@echo "make loadtest  edgeswap vs kubo serving cost under \`edgeswap load\` (Loadtest/README.md)"
 	@echo "make bench-storage  cold/warm fetch of a 64 MiB DAG through SeaweedFS + Redis (Loadtest/README.md)"
+	@echo "make bench-resets   server RSS before and after 1,000 connections that reset mid-transfer"
 
 build:
 	$(SWIFT) build $(BUILD_FLAGS)
@@ -51,6 +52,11 @@ loadtest: deps
 # SeaweedFS and redis-server in its own loopback-only namespace. `make bench-storage MIB=64 WINDOW=64`.
 bench-storage: deps
 	bash Loadtest/storage-bench.sh
+
+# Memory kept after connections that reset mid-transfer (release serve, `edgeswap load --reset-after`), with the
+# server's counts of what is left. `make bench-resets CONNECTIONS=1000 CLIENTS=20`.
+bench-resets: deps
+	bash Loadtest/reset-rss.sh
 
 # Generates the fixtures (once), ingests them into a local store (idempotent), makes a development key (once)
 # and serves the store on loopback; `--print-roots` prints the dial address, the roots by name and the kubo

@@ -21,6 +21,9 @@
 #   SERVE_WRAPPER command prefix for `edgeswap serve` (e.g. "perf record -g -o /tmp/perf.data --"); the
 #                 CPU figures then include the wrapper's children, not the wrapper itself
 #   MAX_SECONDS   hard limit for the whole run (default 1500)
+#   KUBO_CLIENTS=N  also fetch the DAG N times with real kubo v0.22 clients (Tests/Interop/kubo_peer.py fetch,
+#                 a fresh repo each, KUBO_PARALLEL at a time, default 2) from each server, every download checked
+#                 against the fixture's sha256; default 0 (off)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ "${EDGESWAP_IN_NETNS:-}" != 1 ]; then
@@ -144,6 +147,55 @@ for clients in $CLIENTS; do
     done
 done
 
+# Real kubo clients: each a fresh repo that dials the server and downloads the DAG (`ipfs get` path), checked.
+KUBO_CLIENTS=${KUBO_CLIENTS:-0}
+KUBO_PARALLEL=${KUBO_PARALLEL:-2}
+FILE_SHA=$("$PY" -c 'import json,sys; print(next(f["sha256"] for f in json.load(open(sys.argv[1]))["fixtures"] if f["root"] == sys.argv[2]))' "$WORK/fixtures/fixtures.json" "$ROOT_CID" 2>/dev/null || true)
+measure_kubo_clients() {
+    local name=$1 addr=$2 pid=$3
+    local before after start end done=0 bytes=0 failed=0
+    before=$(cpu_ticks "$pid")
+    start=$(date +%s.%N)
+    while [ "$done" -lt "$KUBO_CLIENTS" ]; do
+        local pids=() outs=()
+        for _ in $(seq "$KUBO_PARALLEL"); do
+            [ "$done" -lt "$KUBO_CLIENTS" ] || break
+            done=$((done + 1))
+            local dir="$WORK/kc-$name-$done"
+            timeout -k 5 300 "$PY" "$ROOT/Tests/Interop/kubo_peer.py" --repo "$dir/repo" --timeout 120 fetch \
+                --peer "$addr" --cid "$ROOT_CID" --out-dir "$dir/out" >"$dir.json" 2>"$dir.err" &
+            pids+=($!); outs+=("$dir.json")
+        done
+        for p in "${pids[@]}"; do wait "$p" || true; done
+        for o in "${outs[@]}"; do
+            local got
+            got=$("$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); x=r["results"][0] if r.get("results") else {}; print("%s %s" % (x.get("bytes", 0), "ok" if r.get("ok") and x.get("sha256") == sys.argv[2] else "bad"))' "$o" "$FILE_SHA" 2>/dev/null || echo "0 bad")
+            bytes=$((bytes + ${got% *}))
+            [ "${got#* }" = ok ] || failed=$((failed + 1))
+        done
+        rm -rf "$WORK"/kc-"$name"-*/repo
+    done
+    end=$(date +%s.%N)
+    after=$(cpu_ticks "$pid")
+    "$PY" -c '
+import json, sys
+cpu = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4]); b = int(sys.argv[5]); secs = float(sys.argv[8]) - float(sys.argv[7])
+print(json.dumps(dict(server=sys.argv[1], kubo_clients=int(sys.argv[6]), bytes=b, seconds=round(secs, 3),
+      mb_per_s=round(b / 1e6 / secs, 3), server_cpu_seconds=round(cpu, 3), failed=int(sys.argv[9]),
+      mb_per_server_cpu_second=round(b / 1e6 / cpu, 3) if cpu > 0 else None)))' \
+        "$name" "$before" "$after" "$TICKS" "$bytes" "$KUBO_CLIENTS" "$start" "$end" "$failed"
+}
+KUBO_LINES=()
+if [ "$KUBO_CLIENTS" -gt 0 ]; then
+    for server in edgeswap kubo; do
+        if [ $server = edgeswap ]; then addr=$EDGESWAP_ADDR pid=$MEASURED_SERVE_PID; else addr=$KUBO_ADDR pid=$KUBO_PID; fi
+        log "$server: $KUBO_CLIENTS real kubo clients, $KUBO_PARALLEL at a time"
+        line=$(measure_kubo_clients "$server" "$addr" "$pid")
+        KUBO_LINES+=("$line")
+        [ -n "${RESULTS:-}" ] && echo "$line" >>"$RESULTS"
+    done
+fi
+
 printf '%s\n' "${LINES[@]}" | "$PY" -c '
 import json, sys
 runs = [json.loads(l) for l in sys.stdin if l.strip()]
@@ -162,3 +214,17 @@ for clients in sorted({r["clients"] for r in runs}):
         print("%2d client(s): edgeswap/kubo MB per server CPU-second = %.2fx (throughput %.2fx)" % (clients,
               e["mb_per_server_cpu_second"] / k["mb_per_server_cpu_second"], e["mb_per_s"] / k["mb_per_s"]))
 ' "$ROOT_CID" "$WINDOW"
+if [ "${#KUBO_LINES[@]}" -gt 0 ]; then
+    printf '%s\n' "${KUBO_LINES[@]}" | "$PY" -c '
+import json, sys
+runs = {r["server"]: r for r in (json.loads(l) for l in sys.stdin if l.strip())}
+print("real kubo v0.22 clients (fresh repo each), DAG fetched and checked:")
+print("%-9s %8s %9s %9s %12s %9s %7s" % ("server", "fetches", "MB", "MB/s", "server CPU-s", "MB/CPU-s", "failed"))
+for r in runs.values():
+    print("%-9s %8d %9.1f %9.1f %12.2f %9.1f %7d" % (r["server"], r["kubo_clients"], r["bytes"] / 1e6, r["mb_per_s"],
+          r["server_cpu_seconds"], r["mb_per_server_cpu_second"] or 0, r["failed"]))
+e, k = runs.get("edgeswap"), runs.get("kubo")
+if e and k and e["mb_per_server_cpu_second"] and k["mb_per_server_cpu_second"]:
+    print("kubo clients: edgeswap/kubo MB per server CPU-second = %.2fx" % (e["mb_per_server_cpu_second"] / k["mb_per_server_cpu_second"]))
+'
+fi

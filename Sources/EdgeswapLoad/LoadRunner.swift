@@ -33,6 +33,9 @@ public struct LoadConfiguration: Sendable {
     /// The identity every client uses; nil gives each client a fresh Ed25519 key. A fixed identity lets a
     /// run continue what an earlier run of the same peer started (its scope on the server).
     public var identity: PrivateKey?
+    /// Misbehave as peers at the edge do: every round on a connection of its own, reset (TCP RST) once this many
+    /// Bitswap messages have arrived on it, mid-transfer. nil: well-behaved clients, one connection for all rounds.
+    public var resetAfterMessages: Int?
 
     public init(target: Multiaddr, clients: Int, cids: [CID], session: BitswapFetchSession.Configuration = .init(),
                 rounds: Int? = 1, duration: Duration? = nil, roundTimeout: Duration = .seconds(60),
@@ -173,6 +176,11 @@ public enum LoadRunner {
         report.clients = configuration.clients
 
         let connectStart = monotonicNanoseconds()
+        if configuration.resetAfterMessages != nil {
+            report = await runResetting(configuration, dialTLS: dialTLS, group: group, logger: logger, report: report)
+            try? await group.shutdownGracefully()
+            return report
+        }
         var clients: [LoadClient] = []
         await withTaskGroup(of: Result<LoadClient, ClientFailure>.self) { tasks in
             for index in 0..<configuration.clients {
@@ -226,6 +234,50 @@ public enum LoadRunner {
             report.latencyP99Milliseconds = percentile(0.99)
             report.latencyMaxMilliseconds = Double(latencies[latencies.count - 1]) / 1e6
         }
+        return report
+    }
+}
+
+extension LoadRunner {
+    /// The resetting mode: each client runs its rounds one after another, each on a fresh connection that it
+    /// resets mid-transfer (see `LoadConfiguration.resetAfterMessages`). A round counts once the reset is made.
+    static func runResetting(_ configuration: LoadConfiguration, dialTLS: WebSocketClientTLS?,
+                             group: any EventLoopGroup, logger: Logger, report: LoadReport) async -> LoadReport {
+        var report = report
+        let fetchStart = monotonicNanoseconds()
+        let deadline = configuration.duration.map { fetchStart + nanoseconds($0) }
+        await withTaskGroup(of: ClientOutcome.self) { tasks in
+            for index in 0..<configuration.clients {
+                tasks.addTask {
+                    var total = ClientOutcome()
+                    while configuration.rounds.map({ total.rounds < $0 }) ?? true {
+                        if let deadline, monotonicNanoseconds() >= deadline { break }
+                        switch await LoadClient.connect(index: index, configuration: configuration, dialTLS: dialTLS,
+                                                        group: group, logger: logger) {
+                        case .success(let client):
+                            let outcome = await client.fetch(configuration: configuration, deadline: deadline)
+                            await client.close()
+                            total.rounds += outcome.rounds
+                            total.statistics.merge(outcome.statistics)
+                            total.errors += outcome.errors
+                            if !outcome.errors.isEmpty { return total }
+                        case .failure(let failure):
+                            total.errors.append(failure.description)
+                            return total
+                        }
+                    }
+                    return total
+                }
+            }
+            for await outcome in tasks {
+                report.rounds += outcome.rounds
+                report.blocks += outcome.statistics.blocks
+                report.bytes += outcome.statistics.bytes
+                report.messagesSent += outcome.statistics.messagesSent
+                for error in outcome.errors { report.addError(error) }
+            }
+        }
+        report.seconds = Double(monotonicNanoseconds() - fetchStart) / 1e9
         return report
     }
 }
@@ -349,7 +401,8 @@ final class LoadClient: Sendable {
                     message.encodeFrame(into: &buffer)
                     try await outbound.write(buffer)
                 }
-                while configuration.rounds.map({ outcome.rounds < $0 }) ?? true {
+                var received = 0
+                rounds: while configuration.rounds.map({ outcome.rounds < $0 }) ?? true {
                     if let deadline, monotonicNanoseconds() >= deadline { break }
                     var session = BitswapFetchSession(roots: configuration.cids, configuration: configuration.session)
                     let roundEnd = monotonicNanoseconds() + roundTimeout
@@ -360,6 +413,14 @@ final class LoadClient: Sendable {
                         }
                         switch event {
                         case .message(let message):
+                            received += 1
+                            if let limit = configuration.resetAfterMessages, received >= limit {
+                                // Vanish mid-transfer, as a crashed or killed peer does: a TCP reset, no goodbye.
+                                outcome.statistics.merge(session.statistics)
+                                outcome.rounds += 1
+                                await self.connection.abort()
+                                break rounds
+                            }
                             if let reply = session.receive(message, now: monotonicNanoseconds()) { try await send(reply) }
                         case .badMessage(let reason):
                             outcome.errors.append("client \(self.index): server sent a bad message: \(reason)")
@@ -376,7 +437,7 @@ final class LoadClient: Sendable {
                     outcome.statistics.merge(session.statistics)
                     outcome.rounds += 1
                 }
-                outbound.finish()
+                if configuration.resetAfterMessages == nil { outbound.finish() }
             }
         } catch {
             outcome.errors.append(error is ClientFailure ? "\(error)" : "client \(index): \(error)")

@@ -56,6 +56,11 @@ struct LoadCommand: AsyncParsableCommand {
         discussion: "With a fixed identity a run continues what an earlier run of the same peer started: the server (any instance sharing its Redis) remembers the CARs that peer's roots resolved to."))
     var key: String?
 
+    @Option(name: .customLong("reset-after"), help: ArgumentHelp(
+        "Misbehave: every round on a new connection, reset (TCP RST) once this many Bitswap messages have arrived, mid-transfer (1…1000000).",
+        discussion: "For leak and soak tests: what peers that crash or are killed do to a server. Rounds count resets made."))
+    var resetAfter: Int?
+
     @Flag(name: .long, help: "Print one JSON object instead of the text summary.")
     var json = false
 
@@ -75,6 +80,9 @@ struct LoadCommand: AsyncParsableCommand {
         guard (1...10_000).contains(window) else { throw ValidationError("--window must be in 1…10000") }
         if let rounds, !(1...1_000_000).contains(rounds) { throw ValidationError("--rounds must be in 1…1000000") }
         if let duration, !(duration > 0 && duration <= 86_400) { throw ValidationError("--duration must be in (0, 86400]") }
+        if let resetAfter, !(1...1_000_000).contains(resetAfter) {
+            throw ValidationError("--reset-after must be in 1…1000000")
+        }
         guard roundTimeout > 0 && roundTimeout <= 86_400 else { throw ValidationError("--round-timeout must be in (0, 86400]") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is not a level") }
     }
@@ -115,12 +123,13 @@ struct LoadCommand: AsyncParsableCommand {
                 do { return try CID(string: text) } catch { throw ValidationError("--root \(text): \(error)") }
             }
         }
-        let configuration = LoadConfiguration(
+        var configuration = LoadConfiguration(
             target: try Multiaddr(target), clients: clients, cids: cids, session: session,
             rounds: rounds ?? (duration == nil ? 1 : nil),
             duration: duration.map { .nanoseconds(Int64($0 * 1e9)) },
             roundTimeout: .nanoseconds(Int64(roundTimeout * 1e9)), trustRootsFile: caFile,
             identity: try key.map { try PrivateKey(contentsOfFile: $0) })
+        configuration.resetAfterMessages = resetAfter
         let report = try await LoadRunner.run(configuration)
         if json {
             writeStandardOutput(report.json())

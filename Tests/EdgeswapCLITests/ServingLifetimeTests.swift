@@ -143,6 +143,26 @@ private final class Client: Sendable {
     }
 }
 
+/// The blocks of the next messages on connection `id`, until `count` have come.
+private func blocks(_ count: Int, on id: UInt64, from iterator: inout AsyncStream<(UInt64, BitswapMessage)>.Iterator)
+    async -> [[UInt8]]
+{
+    var got: [[UInt8]] = []
+    while got.count < count, let (from, message) = await iterator.next() {
+        guard from == id else { continue }
+        got.append(contentsOf: message.payload.map { Array($0.data.readableBytesView) })
+    }
+    return got
+}
+
+private func stopAll(_ clients: [Client], _ served: Served) async {
+    for client in clients {
+        client.finish()
+        await client.host.shutdown()
+    }
+    await served.stop()
+}
+
 @Suite struct ServingLifetimeTests {
     /// Connections that ask for 20 blocks each (5 MiB) and vanish as the first answer arrives, by TCP reset and
     /// by a close: once they have gone, none of their sessions, session objects, lookup tasks, connection
@@ -185,19 +205,13 @@ private final class Client: Sendable {
             let connection = try await client.host.dial(served.address)
             let wanted = Array(served.leaves.prefix(6))
             try await Client.want(wanted.map(\.cid), on: connection)
-            var got: [[UInt8]] = []
-            while got.count < wanted.count, let (id, message) = await iterator.next() {
-                guard id == connection.id else { continue }
-                got.append(contentsOf: message.payload.map { Array($0.data.readableBytesView) })
-            }
+            let got = await blocks(wanted.count, on: connection.id, from: &iterator)
             #expect(Set(got) == Set(wanted.map(\.bytes)))
             await connection.close()
         } catch {
             Issue.record("\(error)")
         }
-        client.finish()
-        await client.host.shutdown()
-        await served.stop()
+        await stopAll([client], served)
     }
 
     /// A peer that asks for all 80 blocks (20 MiB) and never reads is held to its connection's byte budget, its
@@ -248,11 +262,7 @@ private final class Client: Sendable {
         } catch {
             Issue.record("\(error)")
         }
-        stuck.finish()
-        reader.finish()
-        await stuck.host.shutdown()
-        await reader.host.shutdown()
-        await served.stop()
+        await stopAll([stuck, reader], served)
     }
 }
 
@@ -356,17 +366,11 @@ private final class KeyCountingBucket: Bucket, Sendable {
             try "version: 1\nname: test\n---\n".write(toFile: listPath, atomically: true, encoding: .utf8)
             _ = try store.reload()
             try await Client.want([leaf.cid], on: connection)
-            var served2: [[UInt8]] = []
-            while served2.isEmpty, let (_, message) = await iterator.next() {
-                served2.append(contentsOf: message.payload.map { Array($0.data.readableBytesView) })
-            }
-            #expect(served2 == [leaf.bytes])
+            #expect(await blocks(1, on: connection.id, from: &iterator) == [leaf.bytes])
             await connection.close()
         } catch {
             Issue.record("\(error)")
         }
-        client.finish()
-        await client.host.shutdown()
-        await served.stop()
+        await stopAll([client], served)
     }
 }
