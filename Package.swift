@@ -9,6 +9,15 @@ let strictSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+/// BLAKE3AVX2 is compiled for AVX2 (`-Xcc -mavx2` sets the target features Swift's code generator uses
+/// too); Multiformats enters it only after checking the CPU at run time, so the binary still runs on any
+/// x86-64. The flag is x86-only, hence the host check (Package.swift is evaluated on the build host).
+#if arch(x86_64)
+let avx2Settings: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-mavx2"])]
+#else
+let avx2Settings: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "edgeswap",
     platforms: [.macOS(.v14)],
@@ -30,9 +39,11 @@ let package = Package(
     targets: [
         .target(
             name: "Multiformats",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["BLAKE3AVX2", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strictSettings
         ),
+        // The eight-lane BLAKE3 compression (SIMD8<UInt32>), built for AVX2 and called only where the CPU has it.
+        .target(name: "BLAKE3AVX2", swiftSettings: strictSettings + avx2Settings),
         .target(
             name: "CAR",
             dependencies: ["Multiformats"],

@@ -1,5 +1,5 @@
 /// BLAKE3 (the BLAKE3 paper, "BLAKE3: one function, fast everywhere", and its reference implementation's
-/// specification), written from the spec for the scalar path:
+/// specification), written from the spec:
 ///
 /// - The input is split into 1024-byte chunks, each compressed block by block (64-byte blocks) starting
 ///   from the key words; chunk chaining values are merged pairwise into a binary tree whose left subtrees
@@ -15,6 +15,9 @@
 /// The hot path works on raw pointers: whole chunks are compressed straight from the caller's buffer,
 /// the chaining-value stack lives inline in the hasher (no heap allocation at all until the output array),
 /// and the compression function keeps its sixteen state words in locals so that they stay in registers.
+/// Runs of whole chunks are hashed as complete subtrees of up to 64 chunks: on a CPU with AVX2 eight
+/// chunks at a time, one per SIMD lane, then the subtree's parents level by level, eight at a time too
+/// (BLAKE3Backend.swift and the module BLAKE3AVX2). The pending last chunk and the root stay scalar.
 public enum BLAKE3 {
     /// The default output length in bytes (256 bits).
     public static let defaultOutputLength = 32
@@ -274,6 +277,8 @@ public enum BLAKE3 {
     public struct Hasher: Sendable {
         let key: ChainingValue
         let flags: UInt32
+        /// How whole chunks and parents are compressed (the widest this CPU runs).
+        let backend: Backend
         // Current chunk.
         var chunkCV: ChainingValue
         var chunkCounter: UInt64 = 0
@@ -284,9 +289,10 @@ public enum BLAKE3 {
         var stack = CVStack()
         var stackCount = 0
 
-        init(key: ChainingValue, flags: UInt32) {
+        init(key: ChainingValue, flags: UInt32, backend: Backend = .best) {
             self.key = key
             self.flags = flags
+            self.backend = backend
             self.chunkCV = key
         }
 
@@ -330,20 +336,13 @@ public enum BLAKE3 {
                     continue
                 }
                 // Fast path: whole chunks straight from the input while more input is left after them
-                // (the last chunk of the input must stay pending: it may be the root).
+                // (the last chunk of the input must stay pending: it may be the root), as complete
+                // subtrees hashed several chunks at a time.
                 if chunkLength == 0 && n > BLAKE3.chunkLength {
-                    var cv = key
-                    var offset = 0
-                    compress(&cv, block: p, counter: chunkCounter, blockLength: 64, flags: flags | chunkStart)
-                    offset = 64
-                    while offset < BLAKE3.chunkLength - 64 {
-                        compress(&cv, block: p + offset, counter: chunkCounter, blockLength: 64, flags: flags)
-                        offset += 64
-                    }
-                    compress(&cv, block: p + offset, counter: chunkCounter, blockLength: 64, flags: flags | chunkEnd)
-                    pushChunkCV(cv)
-                    p += BLAKE3.chunkLength
-                    n -= BLAKE3.chunkLength
+                    let chunks = subtreeChunks(available: (n - 1) / BLAKE3.chunkLength)
+                    pushSubtreeCV(subtreeCV(p, chunks: chunks), chunks: chunks)
+                    p += chunks * BLAKE3.chunkLength
+                    n -= chunks * BLAKE3.chunkLength
                     continue
                 }
                 // Within a chunk: compress a full buffered block only once more input follows it.
@@ -437,13 +436,20 @@ public enum BLAKE3 {
         /// merge as many completed subtrees as the number of trailing zero bits in the new total chunk
         /// count": each 0 bit means a pair of equal-size subtrees is complete.
         private mutating func pushChunkCV(_ chunk: ChainingValue) {
-            chunkCounter &+= 1
-            var total = chunkCounter
+            pushSubtreeCV(chunk, chunks: 1)
+        }
+
+        /// Adds the chaining value of a complete subtree of `chunks` chunks (a power of two that divides
+        /// `chunkCounter`): the same stack as after adding its chunks one by one, since every merge those
+        /// pushes would do inside the subtree has been done.
+        private mutating func pushSubtreeCV(_ subtree: ChainingValue, chunks: Int) {
+            chunkCounter &+= UInt64(chunks)
+            var total = chunkCounter &>> UInt64(chunks.trailingZeroBitCount)
             var count = stackCount
             let key = key, flags = flags
             withUnsafeMutableBytes(of: &stack.storage) { s in
                 let base = s.baseAddress!
-                var cv = chunk
+                var cv = subtree
                 while total & 1 == 0 {
                     count -= 1
                     cv = parentCV(ChainingValue(littleEndianBytes: base + count * 32), cv, key: key, flags: flags)
@@ -452,6 +458,35 @@ public enum BLAKE3 {
                 cv.store(to: base + count * 32)
             }
             stackCount = count + 1
+        }
+
+        /// How many whole chunks the next subtree takes: the largest power of two that fits in `available`
+        /// chunks, divides `chunkCounter` (so that it is a complete subtree of the final tree: "the left
+        /// subtree contains the largest power of 2 number of chunks") and is at most `maxSubtreeChunks`.
+        private func subtreeChunks(available: Int) -> Int {
+            var chunks = min(BLAKE3.maxSubtreeChunks, 1 << (Int.bitWidth - 1 - available.leadingZeroBitCount))
+            if chunkCounter != 0 { chunks = min(chunks, 1 << min(chunkCounter.trailingZeroBitCount, 62)) }
+            return chunks
+        }
+
+        /// The chaining value of the complete subtree of `chunks` whole chunks at `p` (the first being chunk
+        /// `chunkCounter`): all chunk chaining values, then the parents level by level, each step several
+        /// nodes at a time when the CPU allows.
+        private func subtreeCV(_ p: UnsafeRawPointer, chunks: Int) -> ChainingValue {
+            if chunks == 1 { return BLAKE3.chunkCV(p, key: key, counter: chunkCounter, flags: flags) }
+            // Scratch for the chunk chaining values; a parent block is two adjacent ones, so each level is
+            // reduced in place.
+            var scratch = CVStack()
+            return withUnsafeMutableBytes(of: &scratch.storage) { s in
+                let cvs = s.baseAddress!
+                backend.chunkCVs(p, count: chunks, key: key, counter: chunkCounter, flags: flags, into: cvs)
+                var nodes = chunks
+                while nodes > 1 {
+                    nodes /= 2
+                    backend.parentCVs(UnsafeRawPointer(cvs), count: nodes, key: key, flags: flags, into: cvs)
+                }
+                return ChainingValue(littleEndianBytes: cvs)
+            }
         }
 
         private func stackEntry(_ index: Int) -> ChainingValue {

@@ -38,6 +38,26 @@ public enum Hashing {
             throw .unsupportedHashFunction(code)
         }
     }
+
+    /// Whether the digest of `data` under `code` is `expected`. The per-block check on every cold read:
+    /// sha2-256 and blake3 are compared from stack storage, without building the digest as an array.
+    static func digest(
+        code: UInt64, of data: UnsafeRawBufferPointer, equals expected: [UInt8]
+    ) throws(MultiformatsError) -> Bool {
+        switch code {
+        case Multicodec.sha2_256:
+            return SHA256.hash(data: data).withUnsafeBytes { $0.elementsEqual(expected) }
+        case Multicodec.blake3 where expected.count == BLAKE3.defaultOutputLength:
+            var hasher = BLAKE3.Hasher()
+            hasher.update(data)
+            return withUnsafeTemporaryAllocation(byteCount: BLAKE3.defaultOutputLength, alignment: 8) { out in
+                hasher.finalize(into: out)
+                return UnsafeRawBufferPointer(out).elementsEqual(expected)
+            }
+        default:
+            return try digest(code: code, of: data) == expected
+        }
+    }
 }
 
 extension Multihash {
@@ -52,7 +72,6 @@ extension Multihash {
         if let expected = Hashing.digestLength(of: code), expected != digest.count {
             throw .digestLengthMismatch(code: code, expected: expected, actual: digest.count)
         }
-        let actual = try Hashing.digest(code: code, of: data)
-        return actual == digest
+        return try Hashing.digest(code: code, of: data, equals: digest)
     }
 }
