@@ -144,7 +144,7 @@ private final class Client: Sendable {
 }
 
 /// The blocks of the next messages on connection `id`, until `count` have come.
-private func blocks(_ count: Int, on id: UInt64, from iterator: inout AsyncStream<(UInt64, BitswapMessage)>.Iterator)
+private func collectBlocks(_ count: Int, on id: UInt64, from iterator: inout AsyncStream<(UInt64, BitswapMessage)>.Iterator)
     async -> [[UInt8]]
 {
     var got: [[UInt8]] = []
@@ -205,7 +205,7 @@ private func stopAll(_ clients: [Client], _ served: Served) async {
             let connection = try await client.host.dial(served.address)
             let wanted = Array(served.leaves.prefix(6))
             try await Client.want(wanted.map(\.cid), on: connection)
-            let got = await blocks(wanted.count, on: connection.id, from: &iterator)
+            let got = await collectBlocks(wanted.count, on: connection.id, from: &iterator)
             #expect(Set(got) == Set(wanted.map(\.bytes)))
             await connection.close()
         } catch {
@@ -366,7 +366,7 @@ private final class KeyCountingBucket: Bucket, Sendable {
             try "version: 1\nname: test\n---\n".write(toFile: listPath, atomically: true, encoding: .utf8)
             _ = try store.reload()
             try await Client.want([leaf.cid], on: connection)
-            #expect(await blocks(1, on: connection.id, from: &iterator) == [leaf.bytes])
+            #expect(await collectBlocks(1, on: connection.id, from: &iterator) == [leaf.bytes])
             await connection.close()
         } catch {
             Issue.record("\(error)")
