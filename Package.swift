@@ -225,6 +225,7 @@ let package = Package(
             "BlockStore", "Bitswap", "Multiformats", "CAR", "ObjectStorage", "EdgeswapServer", "UnixFS",
             "EdgeswapTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strictSettings),
         .testTarget(name: "RedisTests", dependencies: [
             "Redis", "BlockStore", "Quota", "Multiformats", "EdgeswapTestSupport",

@@ -15,7 +15,8 @@
 #
 # For each run it prints S3 requests (edgeswap's own counter: every GET, HEAD and LIST, retries included),
 # block GETs, index GETs, dudewhere/blockmap listings, Redis commands (INFO commandstats, summed), per-block
-# latency p50/p99 and MB/s. Targets: one GET per run of contiguous wanted blocks in a CAR (with 256 KiB
+# latency p50/p99, MB/s, and the verified block cache's hits and misses (`edgeswap_block_cache_requests_total`;
+# the cache is per instance, so `warm` hits it and `redis-warm` starts empty). Targets: one GET per run of contiguous wanted blocks in a CAR (with 256 KiB
 # blocks and an 8 MiB coalescing cap: about blocks/32 GETs) and one index GET per CAR per cache lifetime.
 #
 # Environment (all optional): MIB (default 64), WINDOW (wants outstanding, default 64), SKIP_BUILD=1 (use
@@ -135,23 +136,26 @@ start_serve() {
 metric() { curl -s "$ADMIN/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 redis_calls() { redis-cli -p "$RP" info commandstats | awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" {n += $3} END {print n + 0}'; }
 
-printf '%-11s %7s %7s %9s %9s %9s %9s %8s %9s %9s %8s\n' run blocks s3_reqs block_gets index_load from_redis listings redis_cmds p50_ms p99_ms MB/s
+printf '%-11s %7s %7s %9s %9s %9s %9s %8s %9s %9s %8s %9s %9s\n' run blocks s3_reqs block_gets index_load from_redis listings redis_cmds p50_ms p99_ms MB/s cache_hit cache_miss
 run() {  # NAME
     local name=$1
-    local s3a ba ia la ra ha s3b bb ib lb rb hb
+    local s3a ba ia la ra ha ca ma s3b bb ib lb rb hb cb mb
     ha=$(metric edgeswap_store_shared_index_hits_total)
+    ca=$(metric 'edgeswap_block_cache_requests_total{result="hit"}'); ma=$(metric 'edgeswap_block_cache_requests_total{result="miss"}')
     s3a=$(metric edgeswap_s3_requests_total); ba=$(metric edgeswap_store_block_reads_total)
     ia=$(metric edgeswap_store_index_loads_total); la=$(metric edgeswap_store_listings_total); ra=$(redis_calls)
     "$BIN" load "$ADDR" --root "$ROOT_CID" --window "$WINDOW" --json >"$WORK/$name.json" 2>"$WORK/$name.err"
     s3b=$(metric edgeswap_s3_requests_total); bb=$(metric edgeswap_store_block_reads_total)
     ib=$(metric edgeswap_store_index_loads_total); lb=$(metric edgeswap_store_listings_total); rb=$(redis_calls)
     hb=$(metric edgeswap_store_shared_index_hits_total)
-    python3 - "$WORK/$name.json" "$name" $((s3b - s3a)) $((bb - ba)) $((ib - ia)) $((hb - ha)) $((lb - la)) $((rb - ra)) <<'PY'
+    cb=$(metric 'edgeswap_block_cache_requests_total{result="hit"}'); mb=$(metric 'edgeswap_block_cache_requests_total{result="miss"}')
+    python3 - "$WORK/$name.json" "$name" $((s3b - s3a)) $((bb - ba)) $((ib - ia)) $((hb - ha)) $((lb - la)) $((rb - ra)) \
+        $((${cb:-0} - ${ca:-0})) $((${mb:-0} - ${ma:-0})) <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-name, s3, gets, idx, hits, lists, redis = sys.argv[2], *map(int, sys.argv[3:])
+name, s3, gets, idx, hits, lists, redis, chit, cmiss = sys.argv[2], *map(int, sys.argv[3:])
 print(f"{name:<11} {r['blocks']:>7} {s3:>7} {gets:>9} {idx:>9} {hits:>9} {lists:>9} {redis:>8} "
-      f"{r['latency_p50_ms'] or 0:>9.2f} {r['latency_p99_ms'] or 0:>9.2f} {r['mb_per_s']:>8.1f}"
+      f"{r['latency_p50_ms'] or 0:>9.2f} {r['latency_p99_ms'] or 0:>9.2f} {r['mb_per_s']:>8.1f} {chit:>9} {cmiss:>9}"
       + (f"   errors={r['errors']}" if r['errors'] else ""))
 PY
 }

@@ -1,5 +1,6 @@
 import Bitswap
 import Multiformats
+import NIOConcurrencyHelpers
 
 extension IndexedCARBlockSource: BlockSource {
     /// Answers a Bitswap engine's batch. The peer's scope is keyed by its peer ID string (base58btc, as
@@ -7,6 +8,15 @@ extension IndexedCARBlockSource: BlockSource {
     /// have is looked up as a block. Corrupt blocks are answered `.notFound` (they were logged and counted:
     /// "a mismatch is never returned as a block").
     public func lookup(_ batch: BlockLookupBatch) async throws -> [CID: BlockLookupResult] {
+        let results = NIOLockedValueBox([CID: BlockLookupResult]())
+        await lookup(batch) { cid, result in results.withLockedValue { $0[cid] = result } }
+        return results.withLockedValue { $0 }
+    }
+
+    /// `lookup(_:)` answering each distinct CID through `each` as soon as it is known (a block as soon as its
+    /// section has arrived and been verified), returning when all are answered: the seam through which an engine
+    /// could send the early blocks of a batch before its slowest run is in.
+    public func lookup(_ batch: BlockLookupBatch, each: @escaping @Sendable (CID, BlockLookupResult) -> Void) async {
         var order: [CID] = []
         var haveOnly: [CID: Bool] = [:]
         for request in batch.requests {
@@ -19,20 +29,21 @@ extension IndexedCARBlockSource: BlockSource {
             }
         }
         let peer = Multibase.base58btc.encodeWithoutPrefix(batch.peer.peerID)
-        let answers = await lookup(order.map { ($0, haveOnly[$0]!) }, peer: peer, maxBlockSize: batch.maxBlockSize,
-                                   replaceHaveWithBlockSize: batch.replaceHaveWithBlockSize)
-        var results: [CID: BlockLookupResult] = [:]
-        results.reserveCapacity(order.count)
-        for (cid, answer) in zip(order, answers) {
-            switch answer {
-            case .block(let bytes): results[cid] = .block(bytes)
-            case .have: results[cid] = .have(size: nil)
-            case .notFound, .corrupt: results[cid] = .notFound
-            case .tooLarge(let size): results[cid] = .tooLarge(size: Int(clamping: size))
-            case .unavailable(let error): results[cid] = .failed("\(error)")
-            }
+        let cids = order
+        await lookup(order.map { ($0, haveOnly[$0]!) }, peer: peer, maxBlockSize: batch.maxBlockSize,
+                     replaceHaveWithBlockSize: batch.replaceHaveWithBlockSize) { index, answer in
+            each(cids[index], Self.result(answer))
         }
-        return results
+    }
+
+    static func result(_ answer: BlockLookup) -> BlockLookupResult {
+        switch answer {
+        case .block(let bytes): return .block(bytes)
+        case .have: return .have(size: nil)
+        case .notFound, .corrupt: return .notFound
+        case .tooLarge(let size): return .tooLarge(size: Int(clamping: size))
+        case .unavailable(let error): return .failed("\(error)")
+        }
     }
 
     public func missingBlocks(under root: CID, have: Set<Multihash>, peer: PeerContext) async throws -> [Multihash] {

@@ -85,13 +85,20 @@ public final class VerifiedBlockCache: Sendable {
         guard isEnabled else { return block }
         var copy = ByteBufferAllocator().buffer(capacity: block.readableBytes)
         copy.writeImmutableBuffer(block)
-        let entry = Entry(block: copy, rootCARs: rootCARs)
-        let cost = copy.readableBytes + 64 + multihash.digest.count + 40 * rootCARs.count
+        return insert(multihash, compact: copy, rootCARs: rootCARs)
+    }
+
+    /// Keeps `block` as it is: a buffer of its own holding just the block (gathered from a streamed read), so no
+    /// copy is needed to keep it compact. Returns it.
+    func insert(_ multihash: Multihash, compact block: ByteBuffer, rootCARs: [CID]) -> ByteBuffer {
+        guard isEnabled else { return block }
+        let entry = Entry(block: block, rootCARs: rootCARs)
+        let cost = block.readableBytes + 64 + multihash.digest.count + 40 * rootCARs.count
         state.withLockedValue { state in
             state.lru.insert(multihash, entry, cost: cost)
             state.insertions += 1
         }
-        return copy
+        return block
     }
 
     /// Drops everything (counters are kept).

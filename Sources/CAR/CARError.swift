@@ -55,6 +55,8 @@ public enum CARError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidDataOffset(UInt64)
     /// go-car: "invalid data payload size": it must be positive and end inside the file.
     case invalidDataSize(offset: UInt64, size: UInt64, fileSize: UInt64)
+    /// The data offset plus the data size overflows a u64: the payload cannot lie anywhere.
+    case dataSizeOverflow(offset: UInt64, size: UInt64)
     /// The index offset points inside the data payload, inside the headers, or past the end of the file.
     case invalidIndexOffset(UInt64)
 
@@ -115,6 +117,7 @@ public enum CARError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidDataOffset(let o): return "invalid data payload offset: \(o)"
         case .invalidDataSize(let o, let s, let f):
             return "invalid data payload size: \(s) at offset \(o) in a \(f)-byte file"
+        case .dataSizeOverflow(let o, let s): return "invalid data payload size: \(s) at offset \(o) overflows"
         case .invalidIndexOffset(let o): return "invalid index offset: \(o)"
         case .unsupportedIndexCodec(let c): return "unsupported index codec 0x\(String(c, radix: 16))"
         case .invalidIndexCodecVarint(let e): return "invalid index codec varint: \(e)"

@@ -60,6 +60,17 @@ public struct CARv2Header: Hashable, Sendable {
         return out
     }
 
+    /// The payload's absolute byte range, checked as far as the header alone allows: carv2 spec "Data offset:
+    /// the byte-offset from the beginning of the CARv2 to the first byte of the CARv1 data payload" (so at least
+    /// the 51 bytes of pragma and header; go-car: "data payload offset … must be at least 51") and "Data size:
+    /// the byte-length of the CARv1 data payload" (offset + size must not overflow a u64).
+    public func payloadRange() throws(CARError) -> Range<UInt64> {
+        guard dataOffset >= CARv2.minimumDataOffset else { throw .invalidDataOffset(dataOffset) }
+        let (end, overflow) = dataOffset.addingReportingOverflow(dataSize)
+        guard !overflow else { throw .dataSizeOverflow(offset: dataOffset, size: dataSize) }
+        return dataOffset..<end
+    }
+
     /// Checks the offsets against the file size, as go-car's `Header.ReadFrom` does ("data payload offset
     /// … must be at least 51", "data size … must be larger than zero") and further: the payload must lie
     /// inside the file, and a present index must start after the payload and inside the file.
@@ -85,6 +96,44 @@ public struct CARLayout: Hashable, Sendable {
     public var payload: Range<UInt64>
     /// The absolute byte range of the index (codec varint included), if the CARv2 has one.
     public var index: Range<UInt64>?
+}
+
+/// Where a CAR's CARv1 payload lies, learnt from the CAR's first `CARv2.minimumDataOffset` bytes alone (no file
+/// size, no further read): what a reader of sections at index offsets needs, since "the index … offsets are
+/// relative to the CARv1 data payload" of a CARv2 (carv2 spec) and file offsets in a CARv1.
+public enum CARPayload: Hashable, Sendable {
+    /// A CARv1: the payload is the whole file, to its end.
+    case carv1
+    /// A CARv2: the payload is these absolute bytes of the file (the header's data offset and data size).
+    case carv2(Range<UInt64>)
+
+    /// Reads the payload position from `head`, the first bytes of a CAR (51 suffice; fewer only for a CARv1
+    /// shorter than that). "The pragma is a fixed 11 byte value" (carv2 spec): a file starting with it is a
+    /// CARv2 and must have the 40-byte header after it; anything else is taken as a CARv1 (its own header is
+    /// checked by whoever reads its sections).
+    public static func locate(head: UnsafeRawBufferPointer) throws(CARError) -> CARPayload {
+        guard head.count >= CARv2.pragma.count,
+              UnsafeRawBufferPointer(rebasing: head[0..<CARv2.pragma.count]).elementsEqual(CARv2.pragma)
+        else { return .carv1 }
+        let header = try CARv2Header.parse(UnsafeRawBufferPointer(rebasing: head[CARv2.pragma.count...]))
+        return .carv2(try header.payloadRange())
+    }
+
+    /// The payload's first byte in the file.
+    public var start: UInt64 {
+        switch self {
+        case .carv1: return 0
+        case .carv2(let range): return range.lowerBound
+        }
+    }
+
+    /// The end (exclusive) of a CARv2's payload; nil for a CARv1, whose payload runs to the end of the file.
+    public var end: UInt64? {
+        switch self {
+        case .carv1: return nil
+        case .carv2(let range): return range.upperBound
+        }
+    }
 }
 
 extension UnsafeRawBufferPointer {

@@ -15,6 +15,13 @@ public protocol Bucket: Sendable {
     /// bytes with this and hands slices of the buffer to the network without copying them again.
     func getBuffer(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> ByteBuffer
 
+    /// Bytes `range`, with the semantics of `get(_:range:)`, handed to `chunks` in order as they arrive, in
+    /// pieces of any size (each its own buffer, or a slice of one; none is handed on twice). It returns once the
+    /// last piece was handed on. A failure after some pieces were handed on is thrown after them: those were
+    /// the object's bytes, so whatever the caller made of them stands, and the rest of the range is missing.
+    /// The serving path parses, verifies and hands on each CAR section as soon as its bytes are in.
+    func read(_ key: String, range: ClosedRange<UInt64>, chunks: (ByteBuffer) async -> Void) async throws(BucketError)
+
     /// The object's size, or nil if there is no such key (S3 HEAD).
     func head(_ key: String) async throws(BucketError) -> UInt64?
 
@@ -41,6 +48,13 @@ extension Bucket {
 
     public func exists(_ key: String) async throws(BucketError) -> Bool {
         try await head(key) != nil
+    }
+
+    /// Default: the whole range with `getBuffer`, handed on as one piece.
+    public func read(_ key: String, range: ClosedRange<UInt64>,
+                     chunks: (ByteBuffer) async -> Void) async throws(BucketError)
+    {
+        await chunks(try await getBuffer(key, range: range))
     }
 
     /// Every key under `prefix`, fetched page by page.

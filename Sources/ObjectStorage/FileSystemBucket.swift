@@ -26,12 +26,17 @@ public struct FileSystemBucket: Bucket {
     /// Longest key S3 accepts, in UTF-8 bytes.
     public static let maxKeyLength = 1024
 
-    /// Uses (and creates if needed) `root` as the bucket directory.
-    public init(root: String) throws(BucketError) {
+    /// Largest piece `read(_:range:chunks:)` hands on at once (one `pread` each).
+    public let readChunkSize: Int
+
+    /// Uses (and creates if needed) `root` as the bucket directory. `readChunkSize` (at least 1) is the size of
+    /// the pieces a streamed read hands on.
+    public init(root: String, readChunkSize: Int = 256 << 10) throws(BucketError) {
         var trimmed = root
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
         guard !trimmed.isEmpty else { throw .invalidKey(root, reason: "empty bucket root") }
         self.root = trimmed
+        self.readChunkSize = max(1, readChunkSize)
         try Self.makeDirectories(trimmed)
         try Self.makeDirectories(trimmed + "/" + Self.temporaryDirectoryName)
     }
@@ -64,17 +69,51 @@ public struct FileSystemBucket: Bucket {
         let size = try fileSize(fd, path: path)
         guard range.lowerBound < size else { throw .invalidRange(key: key, range: range, size: size) }
         let count = Int(min(range.upperBound, size - 1) - range.lowerBound + 1)
-        var buffer = Self.allocator.buffer(capacity: count)
+        return try Self.preadBuffer(fd, count: count, offset: range.lowerBound, path: path)
+    }
+
+    /// The range in pieces of at most `readChunkSize` bytes, each `pread` into its own buffer and handed on
+    /// before the next is read.
+    public func read(_ key: String, range: ClosedRange<UInt64>,
+                     chunks: (ByteBuffer) async -> Void) async throws(BucketError)
+    {
+        let path = try path(for: key)
+        let fd = try openForReading(path, key: key)
+        defer { close(fd) }
+        let size = try fileSize(fd, path: path)
+        guard range.lowerBound < size else { throw .invalidRange(key: key, range: range, size: size) }
+        let end = min(range.upperBound, size - 1) + 1
+        var offset = range.lowerBound
+        while offset < end {
+            let count = Int(min(UInt64(readChunkSize), end - offset))
+            await chunks(try Self.preadBuffer(fd, count: count, offset: offset, path: path))
+            offset += UInt64(count)
+        }
+    }
+
+    private static func preadBuffer(_ fd: Int32, count: Int, offset: UInt64, path: String) throws(BucketError)
+        -> ByteBuffer
+    {
+        var buffer = allocator.buffer(capacity: count)
         var failure: BucketError?
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
-            Self.preadFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<count]),
-                            offset: range.lowerBound, path: path, failure: &failure)
+            preadFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<count]), offset: offset, path: path,
+                       failure: &failure)
         }
         if let failure { throw failure }
         return buffer
     }
 
     private static let allocator = ByteBufferAllocator()
+
+    /// read(2) (the name `read` is this type's streamed read).
+    private static func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+        #if canImport(Glibc)
+        Glibc.read(fd, buffer, count)
+        #else
+        Darwin.read(fd, buffer, count)
+        #endif
+    }
 
     public func head(_ key: String) async throws(BucketError) -> UInt64? {
         let path = try path(for: key)
@@ -119,7 +158,7 @@ public struct FileSystemBucket: Bucket {
             var buffer = [UInt8](repeating: 0, count: 1 << 20)
             var total = 0
             while true {
-                let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+                let n = buffer.withUnsafeMutableBytes { Self.systemRead(input, $0.baseAddress, $0.count) }
                 if n < 0 {
                     let e = errno
                     if e == EINTR { continue }

@@ -42,12 +42,37 @@ public struct S3Bucket: Bucket {
 
     public func getBuffer(_ key: String, range: ClosedRange<UInt64>) async throws(BucketError) -> ByteBuffer {
         try Self.validateKey(key)
-        // RFC 9110 14.1.2: "bytes=first-last", both inclusive; a last past the end is cut at the end.
-        let response = try await client.perform(
-            .init(method: .GET, bucket: name, key: key, headers: [("range", "bytes=\(range.lowerBound)-\(range.upperBound)")]))
+        let response = try await client.perform(rangedGet(key, range))
+        if response.status == 206 { return response.buffer }
+        return try await wholeOrFailure(response, key: key, range: range)
+    }
+
+    /// The 206 body streamed as NIO reads it off the connection (`HTTPClientResponse.body`): each chunk is
+    /// handed on before the next is read, so the first sections of a long coalesced read are verified and
+    /// served while the rest is still on the wire.
+    public func read(_ key: String, range: ClosedRange<UInt64>,
+                     chunks body: (ByteBuffer) async -> Void) async throws(BucketError)
+    {
+        try Self.validateKey(key)
+        let length = range.upperBound - range.lowerBound + 1
+        switch try await client.stream(rangedGet(key, range), expectedLength: length, to: body) {
+        case .streamed: return
+        case .answered(let response):
+            let whole = try await wholeOrFailure(response, key: key, range: range)
+            await body(whole)
+        }
+    }
+
+    /// RFC 9110 14.1.2: "bytes=first-last", both inclusive; a last past the end is cut at the end.
+    private func rangedGet(_ key: String, _ range: ClosedRange<UInt64>) -> S3Client.Request {
+        .init(method: .GET, bucket: name, key: key, headers: [("range", "bytes=\(range.lowerBound)-\(range.upperBound)")])
+    }
+
+    /// What a ranged GET answered other than 206: the range cut out of a whole object, or the error.
+    private func wholeOrFailure(_ response: S3Client.Response, key: String,
+                                range: ClosedRange<UInt64>) async throws(BucketError) -> ByteBuffer
+    {
         switch response.status {
-        case 206:
-            return response.buffer
         case 200:
             // A server that ignores Range sends the whole object: cut the range out of it.
             let size = UInt64(response.buffer.readableBytes)

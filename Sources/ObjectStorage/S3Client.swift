@@ -91,10 +91,77 @@ public final class S3Client: Sendable {
         var body: [UInt8] { Array(buffer.readableBytesView) }
     }
 
+    /// What one attempt came to: an answer, a failure worth another attempt (5xx, the service unreachable, a
+    /// body cut off before anything of it was handed on), or a failure that is final.
+    enum Attempt<Value> {
+        case done(Value)
+        case retry(BucketError)
+        case fail(BucketError)
+    }
+
+    /// What a streamed request came to: a 206 body handed on chunk by chunk, or any other answer (an error, a
+    /// server that ignored the range), whole, for the caller to interpret.
+    enum Streamed {
+        case streamed
+        case answered(Response)
+    }
+
     /// Sends `request`, retrying what may pass, and returns the first answer below 500 (4xx included:
     /// the caller knows what a 404 means for it). Throws `.transport` when the service cannot be reached and
     /// `.service` when it kept answering 5xx.
     func perform(_ request: Request) async throws(BucketError) -> Response {
+        try await perform(request) { response in await self.collect(response, method: request.method) }
+    }
+
+    /// Sends a ranged GET and hands a 206 body to `chunk` as it arrives, each piece as NIO read it (no copy, no
+    /// gathering); any other answer is returned whole. A failure before the first chunk is retried like any
+    /// other; once a chunk has been handed on, the request is not repeated (the caller has consumed those
+    /// bytes) and the failure is thrown.
+    func stream(_ request: Request, expectedLength: UInt64,
+                to chunk: (ByteBuffer) async -> Void) async throws(BucketError) -> Streamed
+    {
+        try await perform(request) { response async -> Attempt<Streamed> in
+            guard response.status.code == 206 else {
+                switch await self.collect(response, method: request.method) {
+                case .done(let whole): return .done(.answered(whole))
+                case .retry(let error): return .retry(error)
+                case .fail(let error): return .fail(error)
+                }
+            }
+            let announced = response.headers.first(name: "content-length").flatMap { UInt64($0) }
+            // RFC 9110 14.4: a 206's Content-Length is that of the range sent; more than was asked is not
+            // the range asked for.
+            if let announced, announced > expectedLength {
+                return .fail(.service(status: 206, code: "RangeTooLong",
+                                      message: "\(announced) bytes answered for a \(expectedLength)-byte range"))
+            }
+            var delivered: UInt64 = 0
+            do {
+                for try await piece in response.body {
+                    delivered += UInt64(piece.readableBytes)
+                    guard delivered <= expectedLength else {
+                        return .fail(.service(status: 206, code: "RangeTooLong",
+                                              message: "body over the \(expectedLength)-byte range asked for"))
+                    }
+                    await chunk(piece)
+                }
+            } catch {
+                let failure = BucketError.transport("\(self.endpoint): body cut after \(delivered) bytes: \(Self.describe(error))")
+                return delivered == 0 ? .retry(failure) : .fail(failure)
+            }
+            if let announced, announced != delivered {
+                let failure = BucketError.transport("\(self.endpoint): body ended after \(delivered) of \(announced) bytes")
+                return delivered == 0 ? .retry(failure) : .fail(failure)
+            }
+            return .done(.streamed)
+        }
+    }
+
+    /// The retry loop: one signed attempt after another until `handle` makes something of an answer or says
+    /// the failure is final, with full-jitter backoff between attempts.
+    private func perform<Value>(_ request: Request,
+                                handle: (HTTPClientResponse) async -> Attempt<Value>) async throws(BucketError) -> Value
+    {
         let payloadHash = request.body.map { body in body.withUnsafeBytes { SigV4Signer.hexSHA256($0) } }
             ?? SigV4Signer.emptyPayloadHash
         let policy = configuration.retry
@@ -108,11 +175,12 @@ public final class S3Client: Sendable {
             }
             let failure: BucketError
             do throws(BucketError) {
-                let response = try await attemptOnce(request, payloadHash: payloadHash)
-                guard response.status >= 500 else { return response }
-                let parsed = S3ErrorBody.parse(response.body)
-                failure = .service(status: response.status, code: parsed?.code ?? "HTTP\(response.status)",
-                                   message: parsed?.message ?? "")
+                let response = try await send(request, payloadHash: payloadHash)
+                switch await handle(response) {
+                case .done(let value): return value
+                case .retry(let error): failure = error
+                case .fail(let error): throw error
+                }
             } catch {
                 guard case .transport = error else { throw error }
                 failure = error
@@ -131,7 +199,11 @@ public final class S3Client: Sendable {
         }
     }
 
-    private func attemptOnce(_ request: Request, payloadHash: String) async throws(BucketError) -> Response {
+    private var endpoint: String { "\(configuration.scheme)://\(configuration.host):\(configuration.port)" }
+
+    /// Signs and sends one attempt; the answer's body is left to the caller. Throws `.transport` when no
+    /// answer came.
+    private func send(_ request: Request, payloadHash: String) async throws(BucketError) -> HTTPClientResponse {
         let amzDate = SigV4Signer.amzDate(unixSeconds: Int(time(nil)))
         let host = configuration.hostHeader(bucket: request.bucket)
         let path = configuration.encodedPath(bucket: request.bucket, key: request.key)
@@ -157,20 +229,42 @@ public final class S3Client: Sendable {
         } else if request.method == .PUT || request.method == .POST {
             http.headers.add(name: "content-length", value: "0")
         }
-        let endpoint = "\(configuration.scheme)://\(configuration.host):\(configuration.port)"
         do {
-            let response = try await httpClient.execute(http, timeout: Self.timeAmount(configuration.requestTimeout))
-            let status = Int(response.status.code)
+            return try await httpClient.execute(http, timeout: Self.timeAmount(configuration.requestTimeout))
+        } catch {
+            throw .transport("\(request.method.rawValue) \(endpoint)\(path): \(Self.describe(error))")
+        }
+    }
+
+    /// Reads a whole answer: 5xx are worth another attempt (their S3 error body parsed for the message), a body
+    /// cut off too; a body over `maxResponseBytes` is final.
+    private func collect(_ response: HTTPClientResponse, method: HTTPMethod) async -> Attempt<Response> {
+        let status = Int(response.status.code)
+        let received: ByteBuffer
+        do throws(BucketError) {
             // HEAD answers carry the object's Content-Length but no body.
-            if request.method == .HEAD { return Response(status: status, headers: response.headers, buffer: ByteBuffer()) }
-            let expected = response.headers.first(name: "content-length").flatMap { Int($0) }
-            if let expected, expected > configuration.maxResponseBytes {
-                throw BucketError.service(status: status, code: "ResponseTooLarge",
-                                          message: "\(expected) bytes is over the \(configuration.maxResponseBytes)-byte limit")
-            }
-            // One allocation of the announced size; appends copy straight out of NIO's buffers. A body that
-            // arrives in one chunk is kept as it is (no copy at all).
-            var body: ByteBuffer?
+            received = method == .HEAD ? ByteBuffer() : try await gather(response)
+        } catch {
+            if case .transport = error { return .retry(error) }
+            return .fail(error)
+        }
+        let whole = Response(status: status, headers: response.headers, buffer: received)
+        guard status >= 500 else { return .done(whole) }
+        let parsed = S3ErrorBody.parse(whole.body)
+        return .retry(.service(status: status, code: parsed?.code ?? "HTTP\(status)", message: parsed?.message ?? ""))
+    }
+
+    private func gather(_ response: HTTPClientResponse) async throws(BucketError) -> ByteBuffer {
+        let status = Int(response.status.code)
+        let expected = response.headers.first(name: "content-length").flatMap { Int($0) }
+        if let expected, expected > configuration.maxResponseBytes {
+            throw .service(status: status, code: "ResponseTooLarge",
+                           message: "\(expected) bytes is over the \(configuration.maxResponseBytes)-byte limit")
+        }
+        // One allocation of the announced size; appends copy straight out of NIO's buffers. A body that
+        // arrives in one chunk is kept as it is (no copy at all).
+        var body: ByteBuffer?
+        do {
             for try await var chunk in response.body {
                 guard (body?.readableBytes ?? 0) + chunk.readableBytes <= configuration.maxResponseBytes else {
                     throw BucketError.service(status: status, code: "ResponseTooLarge",
@@ -183,16 +277,16 @@ public final class S3Client: Sendable {
                     body!.writeBuffer(&chunk)
                 }
             }
-            let received = body ?? ByteBuffer()
-            if let expected, expected != received.readableBytes {
-                throw BucketError.transport("\(endpoint): body ended after \(received.readableBytes) of \(expected) bytes")
-            }
-            return Response(status: status, headers: response.headers, buffer: received)
         } catch let error as BucketError {
             throw error
         } catch {
-            throw .transport("\(request.method.rawValue) \(endpoint)\(path): \(Self.describe(error))")
+            throw .transport("\(endpoint): body cut off: \(Self.describe(error))")
         }
+        let received = body ?? ByteBuffer()
+        if let expected, expected != received.readableBytes {
+            throw .transport("\(endpoint): body ended after \(received.readableBytes) of \(expected) bytes")
+        }
+        return received
     }
 
     static func describe(_ error: any Error) -> String {

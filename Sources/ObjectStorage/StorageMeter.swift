@@ -48,6 +48,14 @@ public struct MeteredBucket: Bucket {
         return try await base.getBuffer(key, range: range)
     }
 
+    /// One subrequest per read, however many pieces its body arrives in.
+    public func read(_ key: String, range: ClosedRange<UInt64>,
+                     chunks: (ByteBuffer) async -> Void) async throws(BucketError)
+    {
+        record()
+        try await base.read(key, range: range, chunks: chunks)
+    }
+
     public func head(_ key: String) async throws(BucketError) -> UInt64? {
         record()
         return try await base.head(key)

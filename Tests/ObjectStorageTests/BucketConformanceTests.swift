@@ -163,6 +163,40 @@ func pattern(_ count: Int, seed: Int = 0) -> [UInt8] {
         }
     }
 
+    /// `read(_:range:chunks:)` (the streamed read) hands on exactly the bytes `get(_:range:)` answers, in order;
+    /// a long range arrives in more than one piece (an S3 body as NIO reads it, a file in `readChunkSize` pieces),
+    /// and every piece is handed on before the read returns. Errors are those of `getBuffer`, before any piece.
+    @Test(arguments: BucketKind.allCases)
+    func streamedRangedReads(_ kind: BucketKind) async throws {
+        try await withBucket(kind) { bucket in
+            let body = pattern(3_000_000, seed: 7)
+            try await bucket.put("k", bytes: body)
+            for range: ClosedRange<UInt64> in [0...0, 100...199, 2_999_990...4_000_000, 0...2_999_999] {
+                var pieces = 0
+                var bytes: [UInt8] = []
+                try await bucket.read("k", range: range) { piece in
+                    pieces += 1
+                    bytes.append(contentsOf: piece.readableBytesView)
+                }
+                #expect(bytes == (try await bucket.get("k", range: range)), "\(range)")
+                if bytes.count > 1_000_000 { #expect(pieces > 1, "\(range) in \(pieces) pieces") }
+            }
+            for (key, range, expected) in [
+                ("k", UInt64(3_000_000)...3_000_001, BucketError.invalidRange(key: "k", range: 3_000_000...3_000_001, size: 3_000_000)),
+                ("missing", 0...1, .noSuchKey("missing")),
+            ] {
+                var handed = 0
+                do throws(BucketError) {
+                    try await bucket.read(key, range: range) { _ in handed += 1 }
+                    Issue.record("\(key) \(range): no error")
+                } catch {
+                    #expect(error == expected)
+                }
+                #expect(handed == 0)
+            }
+        }
+    }
+
     @Test(arguments: BucketKind.allCases)
     func listing(_ kind: BucketKind) async throws {
         try await withBucket(kind) { bucket in
