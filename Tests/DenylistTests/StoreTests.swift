@@ -100,14 +100,17 @@ import Testing
         let store = try DenylistStore(paths: [list.path])
         let watcher = Task { await store.watch(every: .milliseconds(20)) }
         try Self.write("/ipfs/\(Self.first)\n", to: list)
-        let deadline = ContinuousClock.now + .seconds(20)
+        // Generous: on a loaded machine the watcher's task may wait for a thread of the cooperative pool.
+        let deadline = ContinuousClock.now + .seconds(90)
         while !store.decision(for: Self.first).isDenied && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
         #expect(store.decision(for: Self.first).isDenied)
         watcher.cancel()
         await watcher.value  // ends with the cancellation
-        #expect(store.counters.reloads == 1)
+        // One reload, or two when a poll saw the file between its truncation and the write (the write here is
+        // not atomic).
+        #expect((1...2).contains(store.counters.reloads))
     }
 
     @Test func initialLoadFailureThrows() throws {

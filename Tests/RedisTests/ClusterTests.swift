@@ -268,7 +268,8 @@ func waitForStatistics(_ client: RedisClient, _ condition: (RedisClusterStatisti
             }
             #expect(command == "GET")
             #expect(last.hasPrefix("ASK") || last.hasPrefix("MOVED"), "\(last)")
-            #expect(ContinuousClock.now - started < .seconds(2))
+            // Bounded, not a hang (5 redirects on loopback; the bound leaves room for a loaded CI machine).
+            #expect(ContinuousClock.now - started < .seconds(15))
             #expect(error!.description.contains("redirected GET too many times"))
         }
     }
