@@ -13,7 +13,9 @@ let strictSettings: [SwiftSetting] = [
 /// too); Multiformats enters it only after checking the CPU at run time, so the binary still runs on any
 /// x86-64. The flag is x86-only, hence the host check (Package.swift is evaluated on the build host).
 #if arch(x86_64)
-let avx2Settings: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-mavx2"])]
+// `-O` here too: the eight-lane kernel is leaf code nobody steps through, and unoptimized SIMD is so slow that debug
+// builds (`make run`, `make test`) spent tens of seconds of the cooperative pool in it (the last `-O` flag wins).
+let avx2Settings: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-mavx2", "-O"])]
 #else
 let avx2Settings: [SwiftSetting] = []
 #endif
