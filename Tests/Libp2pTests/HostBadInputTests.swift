@@ -61,7 +61,7 @@ struct HostUnderTest {
     let port: Int
     let logs: LogCapture
 
-    static func start(limits: Libp2pHostLimits = Libp2pHostLimits()) async throws -> HostUnderTest {
+    static func start(limits: Libp2pHostLimits = HostBadInputTests.patientLimits) async throws -> HostUnderTest {
         let logs = LogCapture()
         var logger = Logger(label: "bad-input.host") { _ in CapturingLogHandler(capture: logs) }
         logger.logLevel = .debug
@@ -100,7 +100,7 @@ struct HostUnderTest {
     /// The default limits, but a handshake timeout no loaded test machine reaches: these tests are about the bad
     /// peer, and the good connection's handshake, driven by the test dialer on a busy cooperative pool, was seen
     /// taking over the default 10 s in a full `make test` on a 2-core machine.
-    private static var patientLimits: Libp2pHostLimits {
+    static var patientLimits: Libp2pHostLimits {
         var limits = Libp2pHostLimits()
         limits.handshakeTimeout = .seconds(60)
         return limits

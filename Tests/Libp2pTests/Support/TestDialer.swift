@@ -23,7 +23,7 @@ struct TestDialer {
 
     /// Dials `ws://127.0.0.1:port/` (or `wss` with `tls`).
     static func dial(port: Int, tls: WebSocketClientTLS? = nil, group: any EventLoopGroup,
-                     timeout: Duration = .seconds(10)) async throws -> TestDialer {
+                     timeout: Duration = .seconds(60)) async throws -> TestDialer {
         let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
         let channel = try await WebSocketTransport.dial(host: "127.0.0.1", port: port, tls: tls, group: group) { channel in
             channel.eventLoop.makeCompletedFuture {
