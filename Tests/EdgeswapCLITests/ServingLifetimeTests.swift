@@ -197,8 +197,9 @@ private func stopAll(_ clients: [Client], _ served: Served) async {
                 }
             }
             #expect(firstAnswers == rounds * perRound)
-            let sent = served.service.statistics.blocksSent
-            #expect(sent < rounds * perRound * 16, "the connections ended mid-transfer (\(sent) blocks sent)")
+            // Each connection ended as its first answer arrived, with the rest of its 4 MiB still queued or being looked
+            // up on a quiet machine; how much the server had already handed to the muxer by then depends on the
+            // machine's load, so it is not asserted.
 
             let left = await served.leftovers()
             #expect(left == nil, "left behind after \(rounds * perRound) connections ended: \(left ?? "")")
