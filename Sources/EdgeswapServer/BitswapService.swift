@@ -335,7 +335,7 @@ private final class ConnectionSession {
             "connection": "\(connection.id)", "peer": "\(connection.remotePeerID)", "reason": "\(reason)",
         ])
         let connection = self.connection
-        loop.execute { Task { await connection.close(reason: reason) } }
+        Task { await connection.close(reason: reason) }
     }
 
     /// Runs one lookup batch in a task: the gate, then the source with a storage meter in scope, then the
@@ -390,7 +390,7 @@ private final class ConnectionSession {
         case .gaveUp:
             pendingFrame = nil
         case .none:
-            let opened = connection.openStreamOnLoop(protocolID) { [unowned self] channel in
+            let opened = connection.openStreamOnLoop(protocolID) { [self] channel in
                 try channel.pipeline.syncOperations.addHandler(BitswapAnswerStreamHandler(session: self))
             }
             opened.assumeIsolated().whenComplete { [self] result in
@@ -520,7 +520,9 @@ private final class BitswapWantStreamHandler: ChannelInboundHandler {
 private final class BitswapAnswerStreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
-    private unowned let session: ConnectionSession
+    /// Weak: the stream's pipeline may outlive the session by an event loop tick after the connection closed, and
+    /// nothing it delivers then matters.
+    private weak var session: ConnectionSession?
 
     init(session: ConnectionSession) {
         self.session = session
@@ -529,12 +531,12 @@ private final class BitswapAnswerStreamHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        session.outboundWritable(context.channel)
+        session?.outboundWritable(context.channel)
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        session.outboundClosed(context.channel)
+        session?.outboundClosed(context.channel)
         context.fireChannelInactive()
     }
 
